@@ -1,0 +1,95 @@
+"""The paper's reconstruction metrics (Hoffmann et al. 2019, Figs. 3 and 4), shared by every evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+MATCH_RADIUS_ANGSTROM = 0.5
+
+
+def nearest_distances(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance in Å from each point (N, 3) to its nearest reference point (M, 3), and that point's index.
+
+    With no reference points the distances are +inf and the indices −1.
+    """
+    points = np.asarray(points, float).reshape(-1, 3)
+    reference = np.asarray(reference, float).reshape(-1, 3)
+    if len(reference) == 0 or len(points) == 0:
+        return np.full(len(points), np.inf), np.full(len(points), -1)
+    d, i = cKDTree(reference).query(points)
+    return d, i
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How one decoded crystal compares with its truth."""
+
+    true_to_pred: np.ndarray  # (N_true,) Å
+    pred_to_true: np.ndarray  # (N_pred,) Å
+    species_pairs: np.ndarray  # (K, 2) [true Z, predicted Z] for predicted atoms within 0.5 Å of a true atom
+    n_true: int
+    n_pred: int
+    voxel_mse: float
+
+
+def compare(
+    true_positions: np.ndarray,
+    true_numbers: np.ndarray,
+    pred_positions: np.ndarray,
+    pred_numbers: np.ndarray,
+    *,
+    reference_positions: np.ndarray | None = None,
+    reference_numbers: np.ndarray | None = None,
+    true_density: np.ndarray | None = None,
+    pred_density: np.ndarray | None = None,
+) -> Comparison:
+    """Compare predicted atoms with the true ones (positions in Å, same frame).
+
+    `true_*` are the atoms that should be recovered (counted, and measured true → predicted);
+    `reference_*` (default: the same) are all atoms a prediction may legitimately sit on, e.g. the
+    lattice images just outside the cube, used for predicted → true distances and species.
+    """
+    ref_pos = true_positions if reference_positions is None else reference_positions
+    ref_z = true_numbers if reference_numbers is None else reference_numbers
+    t2p, _ = nearest_distances(true_positions, pred_positions)
+    p2t, idx = nearest_distances(pred_positions, ref_pos)
+    close = p2t <= MATCH_RADIUS_ANGSTROM
+    pairs = np.stack([np.asarray(ref_z)[idx[close]], np.asarray(pred_numbers)[close]], 1) if close.any() else np.zeros((0, 2), int)
+    mse = float(np.mean((np.asarray(true_density) - np.asarray(pred_density)) ** 2)) if true_density is not None and pred_density is not None else float("nan")
+    return Comparison(t2p, p2t, pairs.astype(int), len(true_numbers), len(pred_numbers), mse)
+
+
+def _percentiles(d: np.ndarray) -> dict[str, float | None]:
+    finite = d[np.isfinite(d)]
+    if len(d) == 0:
+        return {"50": None, "75": None, "90": None}
+    # an atom with no counterpart at all counts as infinitely far: report inf rather than hide it
+    return {str(q): (float(np.percentile(np.where(np.isfinite(d), d, np.inf), q)) if len(finite) else float("inf")) for q in (50, 75, 90)}
+
+
+def summarise(comparisons: list[Comparison]) -> dict[str, object]:
+    """The metrics.json numbers over many crystals (fractions in [0, 1], distances in Å)."""
+    if not comparisons:
+        return {}
+    t2p = np.concatenate([c.true_to_pred for c in comparisons])
+    p2t = np.concatenate([c.pred_to_true for c in comparisons])
+    pairs = np.concatenate([c.species_pairs for c in comparisons]).reshape(-1, 2)
+    counts = np.array([[c.n_true, c.n_pred] for c in comparisons])
+    mse = np.array([c.voxel_mse for c in comparisons])
+    diff = np.abs(pairs[:, 0] - pairs[:, 1]) if len(pairs) else np.zeros(0)
+    return {
+        "atoms_within_0.5A": float(np.mean(t2p <= MATCH_RADIUS_ANGSTROM)) if len(t2p) else None,
+        "pred_atoms_within_0.5A": float(np.mean(p2t <= MATCH_RADIUS_ANGSTROM)) if len(p2t) else None,
+        "distance_percentiles_true_to_pred": _percentiles(t2p),
+        "distance_percentiles_pred_to_true": _percentiles(p2t),
+        "count_exact": float(np.mean(counts[:, 0] == counts[:, 1])),
+        "count_within_2": float(np.mean(np.abs(counts[:, 0] - counts[:, 1]) <= 2)),
+        "species_exact": float(np.mean(diff == 0)) if len(diff) else None,
+        "species_within_2": float(np.mean(diff <= 2)) if len(diff) else None,
+        "voxel_mse": float(np.nanmean(mse)) if np.isfinite(mse).any() else None,
+        "n_true_atoms": int(counts[:, 0].sum()),
+        "n_pred_atoms": int(counts[:, 1].sum()),
+    }

@@ -1,0 +1,55 @@
+"""The model configuration: one frozen dataclass that a checkpoint stores as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+ARCHITECTURES = ("paper", "compact")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a `CrystalVAE` is built from.
+
+    Attributes:
+        architecture: "paper" (§8.1 of Hoffmann et al. exactly) or "compact" (ours: 3³ kernels,
+            upsampling straight to 30³, a fraction of the FLOPs).
+        latent_size: size of z (paper: 300).
+        n_voxels: grid edge; the architectures are built for 30.
+        max_z: largest atomic number; the U-Net has max_z + 1 classes (0 = no atom).
+        unet_channels: channels of the U-Net's first level (doubled at each of its three levels).
+        conditional: scale the bottleneck's input and output by the largest density present (§4.5).
+        density_scale: the networks see the peak-normalised density (a lone atom peaks at Z) divided
+            by this, so values stay near 1.
+    """
+
+    architecture: Literal["paper", "compact"] = "compact"
+    latent_size: int = 300
+    n_voxels: int = 30
+    max_z: int = 94
+    unet_channels: int = 16
+    conditional: bool = False
+    density_scale: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"Invalid architecture={self.architecture!r}, valid options are {ARCHITECTURES}")
+        if self.n_voxels != 30:
+            raise ValueError(f"Invalid n_voxels={self.n_voxels}, the architectures are built for 30")
+
+    @property
+    def n_classes(self) -> int:
+        return self.max_z + 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)

@@ -1,0 +1,1 @@
+"""Training and evaluation of Crystal Explorer's models (`python -m train`, `python -m train.evaluate`)."""

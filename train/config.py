@@ -1,0 +1,79 @@
+"""The training configuration, read from YAML: a `model` section (ModelConfig) and a `train` section."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from crystal_explorer.models import ModelConfig
+from crystal_explorer.representation import check_representation
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        name: run name; checkpoints go to runs/<name>/.
+        representation: "single" (unit cell) or "lattice" (repeating lattice).
+        data: dataset paths (CSV/CSV.gz with a `cif` column, CIF folders, or .npz bundles from train.prepare).
+        beta, gamma: weights of KL and segmentation in eq. (2); gamma = 0.1 as the paper.
+        kl_warmup_steps: beta rises linearly from 0 over these steps.
+        seg_on_target: extra weight of the U-Net's loss on the true density, which speeds its early
+            training while the decoder is still blurry (0 = the paper's joint loss only).
+        background_weight: cross-entropy weight of the "no atom" class.
+        canonical_fraction: for the lattice, the fraction of samples with a cell corner at the origin, unrotated.
+    """
+
+    name: str = "run"
+    representation: str = "single"
+    data: tuple[str, ...] = ("../shared/data/mp_ground_states.csv.gz",)
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_steps: int = 1000
+    warmup_steps: int = 200
+    beta: float = 1e-3
+    gamma: float = 0.1
+    kl_warmup_steps: int = 1000
+    seg_on_target: float = 0.5
+    background_weight: float = 1.0
+    canonical_fraction: float = 0.1
+    max_atoms: int = 100
+    num_workers: int = 2
+    seed: int = 0
+    val_every_steps: int = 500
+    val_batches: int = 8
+    checkpoint_every_steps: int = 500
+    gradient_clip: float = 1.0
+    precision: str = "auto"
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        check_representation(self.representation)
+        object.__setattr__(self, "data", tuple(self.data))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> RunConfig:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(raw) - {"model", "train"}
+        if unknown:
+            raise ValueError(f"unknown sections in {path}: {sorted(unknown)}")
+        train = {**raw.get("train", {}), **(overrides or {})}
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        bad = set(train) - known
+        if bad:
+            raise ValueError(f"unknown train keys in {path}: {sorted(bad)}")
+        return cls(ModelConfig.from_dict(raw.get("model", {})), TrainConfig(**train))
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}

@@ -1,0 +1,83 @@
+"""The Lightning wrapper around `CrystalVAE`: voxelize on the device, the joint loss, optimiser and schedule."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+
+from crystal_explorer.grid import GridSpec
+from crystal_explorer.losses import joint_loss, segmentation_loss
+from crystal_explorer.models import CrystalVAE, ModelConfig
+from crystal_explorer.representation import batch_grids
+from train.config import RunConfig, TrainConfig
+
+
+class CrystalVAEModule(L.LightningModule):
+    def __init__(self, run: dict, max_minutes: float | None = None) -> None:
+        super().__init__()
+        self.max_minutes = max_minutes  # when set, the schedule also runs on wall time (ends at the deadline)
+        self._started: float | None = None
+        self.save_hyperparameters({"run": run})
+        config = RunConfig(ModelConfig.from_dict(run["model"]), TrainConfig(**run["train"]))
+        self.train_config = config.train
+        self.model = CrystalVAE(config.model)
+        self.grid = GridSpec()
+        self.skipped_steps = 0
+
+    def _beta(self) -> float:
+        cfg = self.train_config
+        return cfg.beta * min(1.0, self.global_step / max(1, cfg.kl_warmup_steps))
+
+    def _losses(self, batch: dict[str, torch.Tensor], sample: bool = True):
+        x, species = batch_grids(batch["positions"], batch["atomic_numbers"], self.grid, self.model.config.density_scale)
+        out = self.model(x, sample=sample)
+        cfg = self.train_config
+        terms = joint_loss(out, x, species, self._beta(), cfg.gamma, cfg.background_weight)
+        total = terms.total
+        if cfg.seg_on_target > 0:
+            seg_true = segmentation_loss(self.model.segment(x), species, cfg.background_weight).mean()
+            total = total + cfg.gamma * cfg.seg_on_target * seg_true
+        return total, terms
+
+    def training_step(self, batch, batch_idx):
+        total, terms = self._losses(batch)
+        if not torch.isfinite(total):  # NaN guard: skip this step rather than poison the weights
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", float(self.skipped_steps))
+            return None
+        n = batch["positions"].shape[0]
+        self.log_dict(
+            {"train/loss": total, "train/reconstruction": terms.reconstruction, "train/kl": terms.kl,
+             "train/segmentation": terms.segmentation, "train/beta": self._beta()},
+            prog_bar=False, batch_size=n,
+        )
+        self.log("loss", total, prog_bar=True, logger=False, batch_size=n)
+        return total
+
+    def validation_step(self, batch, batch_idx):
+        total, terms = self._losses(batch, sample=False)
+        n = batch["positions"].shape[0]
+        self.log_dict(
+            {"val/loss": total, "val/reconstruction": terms.reconstruction, "val/kl": terms.kl,
+             "val/segmentation": terms.segmentation},
+            batch_size=n, sync_dist=True,
+        )
+
+    def configure_optimizers(self):
+        cfg = self.train_config
+        optimiser = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 5% over max_steps (or max_minutes)
+            if step < cfg.warmup_steps:
+                return (step + 1) / cfg.warmup_steps
+            progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+            if self.max_minutes:
+                self._started = self._started or time.time()
+                progress = max(progress, min(1.0, (time.time() - self._started) / (60 * self.max_minutes)))
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
