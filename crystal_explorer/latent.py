@@ -1,0 +1,218 @@
+"""The latent space of a trained model: encode, decode, reconstruct, sample, interpolate, traverse, rank, score.
+
+`CrystalModel` is the one object the app, the command line and evaluation use. Densities it returns are
+peak-normalised (a lone atom peaks at its Z); positions are in Å in the cube frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from crystal_explorer.arrays import CrystalArrays
+from crystal_explorer.checkpoint import load_model
+from crystal_explorer.errors import CrystalExplorerError
+from crystal_explorer.grid import GridSpec
+from crystal_explorer.metrics import Comparison, compare
+from crystal_explorer.models import CrystalVAE
+from crystal_explorer.representation import Placement, batch_grids, pad_batch, place
+from crystal_explorer.segment import Atoms, atoms_from_species_grid
+from crystal_explorer.voxel import visible_atoms
+
+
+class Decoded(NamedTuple):
+    """One decoding: latent (L,), density (n, n, n) in Z units, species grid (n, n, n) of Z, atoms, confidence (n, n, n)."""
+
+    latent: np.ndarray
+    density: np.ndarray
+    species: np.ndarray
+    atoms: Atoms
+    confidence: np.ndarray  # softmax probability of the chosen class per voxel
+
+
+class Encoded(NamedTuple):
+    """A crystal placed in the cube and its encoding: input density (n, n, n) in Z units, the true species grid."""
+
+    placement: Placement
+    density: np.ndarray
+    species: np.ndarray
+    mean: np.ndarray
+    log_var: np.ndarray
+
+
+class Reconstruction(NamedTuple):
+    encoded: Encoded
+    decoded: Decoded
+    comparison: Comparison
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation between two latent vectors (falls back to linear when they are parallel)."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    cos = np.clip(np.dot(a, b) / max(na * nb, 1e-12), -1, 1)
+    omega = np.arccos(cos)
+    if omega < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+@dataclass
+class CrystalModel:
+    """A trained model with its representation, ready to use on CPU or GPU."""
+
+    network: CrystalVAE
+    metadata: dict
+    device: torch.device
+    grid: GridSpec = GridSpec()
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, device: str | None = None) -> CrystalModel:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        network, meta = load_model(folder, device)
+        return cls(network, meta, torch.device(device))
+
+    @property
+    def representation(self) -> str:
+        return self.metadata.get("representation", "single")
+
+    @property
+    def conditional(self) -> bool:
+        return self.network.config.conditional
+
+    @property
+    def latent_size(self) -> int:
+        return self.network.config.latent_size
+
+    @property
+    def scale(self) -> float:
+        return self.network.config.density_scale
+
+    # --- encoding -------------------------------------------------------------------------------
+    def place(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Placement:
+        """Place a crystal in the cube as this model's representation, seeded; raises if it cannot fit."""
+        for z in crystal.atomic_numbers:
+            if not 1 <= int(z) <= self.network.config.max_z:
+                raise CrystalExplorerError(f"element Z={int(z)} is beyond this model's classes (1 to {self.network.config.max_z})")
+        placement = place(crystal, self.representation, np.random.default_rng(seed), self.grid, canonical=canonical)
+        if placement is None:
+            raise CrystalExplorerError(
+                "the unit cell does not fit the 10 Å cube in any orientation tried; use the lattice model"
+            )
+        return placement
+
+    @torch.no_grad()
+    def encode_placements(self, placements: list[Placement]) -> list[Encoded]:
+        pos, z = pad_batch(placements)
+        x, species = batch_grids(pos.to(self.device), z.to(self.device), self.grid, self.scale)
+        mean, log_var = self.network.encode(x)
+        x, species, mean, log_var = (t.cpu().numpy() for t in (x, species, mean, log_var))
+        return [Encoded(p, x[i, 0] * self.scale, species[i], mean[i], log_var[i]) for i, p in enumerate(placements)]
+
+    def encode(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Encoded:
+        """Encode one crystal (its posterior mean is `.mean`)."""
+        return self.encode_placements([self.place(crystal, seed, canonical)])[0]
+
+    # --- decoding -------------------------------------------------------------------------------
+    def condition_for(self, max_z: float | None = None, density: np.ndarray | None = None) -> torch.Tensor | None:
+        """The conditional model's bottleneck scale: the largest density, given as a grid or as a target max Z."""
+        if not self.conditional:
+            return None
+        if density is not None:
+            value = float(np.max(density)) / self.scale
+        elif max_z is not None:
+            value = float(max_z) / self.scale  # a lone atom of atomic number Z peaks at Z
+        else:
+            raise CrystalExplorerError("the conditional model needs a target max Z to decode")
+        return torch.tensor([[max(value, 1e-3)]], device=self.device)
+
+    @torch.no_grad()
+    def decode(self, latents: np.ndarray, max_z: float | None = None, condition: torch.Tensor | None = None) -> list[Decoded]:
+        """Decode latents (B, L) (or (L,)) into densities, species grids and atoms."""
+        latents = np.atleast_2d(np.asarray(latents, np.float32))
+        if latents.shape[1] != self.latent_size:
+            raise CrystalExplorerError(f"latent has size {latents.shape[1]}; this model's is {self.latent_size}")
+        out = []
+        for start in range(0, len(latents), 32):
+            z = torch.from_numpy(latents[start : start + 32]).to(self.device)
+            cond = condition if condition is not None else self.condition_for(max_z)
+            if cond is not None:
+                cond = cond.expand(len(z), 1)
+            density = self.network.decode(z, cond)
+            probs = torch.softmax(self.network.segment(density).float(), 1)
+            confidence, species = probs.max(1)
+            density = (density[:, 0] * self.scale).cpu().numpy()
+            species, confidence = species.cpu().numpy(), confidence.cpu().numpy()
+            for i in range(len(z)):
+                atoms = atoms_from_species_grid(species[i], self.grid, weights=density[i])
+                out.append(Decoded(latents[start + i], density[i], species[i], atoms, confidence[i]))
+        return out
+
+    def reconstruct(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Reconstruction:
+        """Encode (posterior mean), decode, segment and compare with the truth."""
+        encoded = self.encode(crystal, seed, canonical)
+        condition = self.condition_for(density=encoded.density)
+        decoded = self.decode(encoded.mean, condition=condition)[0]
+        return Reconstruction(encoded, decoded, compare_with_truth(encoded, decoded, self.grid))
+
+    # --- exploring --------------------------------------------------------------------------------
+    def sample(self, n: int, seed: int = 0, max_z: float | None = None, temperature: float = 1.0) -> list[Decoded]:
+        """Decode n draws z ~ N(0, temperature²) (reproducible for a seed)."""
+        latents = np.random.default_rng(seed).standard_normal((n, self.latent_size)) * temperature
+        return self.decode(latents, max_z=max_z)
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int, spherical: bool = False,
+                    max_z: float | None = None) -> list[Decoded]:
+        """Decode `steps` latents from a to b inclusive, linearly or along the great circle."""
+        if steps < 2:
+            raise CrystalExplorerError("an interpolation needs at least 2 steps")
+        ts = np.linspace(0, 1, steps)
+        path = np.stack([slerp(a, b, t) if spherical else (1 - t) * a + t * b for t in ts])
+        return self.decode(path, max_z=max_z)
+
+    def traverse(self, z: np.ndarray, dim: int, values: np.ndarray, max_z: float | None = None
+                 ) -> tuple[list[Decoded], list[np.ndarray]]:
+        """Set latent coordinate `dim` to each value; returns decodings and their density minus the unaltered one."""
+        if not 0 <= dim < self.latent_size:
+            raise CrystalExplorerError(f"latent dimension {dim} is outside 0..{self.latent_size - 1}")
+        base = self.decode(z, max_z=max_z)[0]
+        path = np.repeat(np.asarray(z, np.float32)[None], len(values), 0)
+        path[:, dim] = values
+        frames = self.decode(path, max_z=max_z)
+        return frames, [f.density - base.density for f in frames]
+
+    def rank_dimensions(self, encodings: list[Encoded]) -> np.ndarray:
+        """Latent dimensions ordered by their mean KL to the prior over the given encodings (most used first)."""
+        mean = np.stack([e.mean for e in encodings])
+        log_var = np.stack([e.log_var for e in encodings])
+        kl = 0.5 * (mean**2 + np.exp(log_var) - 1 - log_var).mean(0)
+        return np.argsort(-kl)
+
+    @torch.no_grad()
+    def realism(self, decoded: list[Decoded]) -> np.ndarray:
+        """Self-consistency score in (0, 1]: exp(−‖E(D(z)) − z‖² / L) with E the posterior mean.
+
+        A decoding that looks like the crystals the model was trained on is (nearly) a fixed point of
+        the auto-encoder; a latent off the data manifold decodes to a density that re-encodes elsewhere.
+        """
+        if not decoded:
+            return np.zeros(0)
+        x = torch.from_numpy(np.stack([d.density for d in decoded]) / self.scale).float()[:, None].to(self.device)
+        mean, _ = self.network.encode(x)
+        z = torch.from_numpy(np.stack([d.latent for d in decoded])).float().to(self.device)
+        return torch.exp(-((mean - z) ** 2).sum(1) / self.latent_size).cpu().numpy()
+
+
+def compare_with_truth(encoded: Encoded, decoded: Decoded, grid: GridSpec = GridSpec()) -> Comparison:
+    """Metrics of one decoding against the placed crystal: the atoms a perfect segmentation would recover
+    (those owning a voxel of S) are the truth; every placed atom is a legitimate target for predictions."""
+    p = encoded.placement
+    seen = visible_atoms(p.positions, p.atomic_numbers, grid)
+    return compare(
+        p.positions[seen], p.atomic_numbers[seen], decoded.atoms.positions, decoded.atoms.atomic_numbers,
+        reference_positions=p.positions, reference_numbers=p.atomic_numbers,
+        true_density=encoded.density, pred_density=decoded.density,
+    )
