@@ -21,7 +21,6 @@ import numpy as np
 from pymatgen.core import Structure
 
 from crystal_explorer.arrays import CrystalArrays
-
 from crystal_explorer.errors import CrystalExplorerError
 
 MAX_Z = 94

@@ -1,0 +1,55 @@
+"""Writing recovered crystals for other tools: CIF (with the space group spglib finds), POSCAR and XYZ.
+
+The symmetry tolerance `SYMPREC_ANGSTROM` = 0.1 Å is spglib's distance tolerance: decoded positions
+carry errors of about a voxel (0.33 Å) before averaging, so the tighter default 0.01 Å would report P1
+for nearly every decoded crystal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymatgen.core import Molecule, Structure
+from pymatgen.io.cif import CifWriter
+from pymatgen.io.xyz import XYZ
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from crystal_explorer.segment import Atoms
+
+SYMPREC_ANGSTROM = 0.1
+ANGLE_TOLERANCE_DEGREES = 5.0
+
+
+def space_group(structure: Structure, symprec: float = SYMPREC_ANGSTROM) -> tuple[str, int]:
+    """The space group (Hermann–Mauguin symbol, number) spglib finds at `symprec` Å; ("P1", 1) if it finds none."""
+    try:
+        analyzer = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE_DEGREES)
+        return analyzer.get_space_group_symbol(), int(analyzer.get_space_group_number())
+    except Exception:  # noqa: BLE001 - spglib gives up on degenerate cells; the crystal is then P1
+        return "P1", 1
+
+
+def to_cif(structure: Structure, symprec: float | None = SYMPREC_ANGSTROM) -> str:
+    """CIF text; with `symprec` (Å) the symmetrised cell and its space group, else P1 with every site."""
+    try:
+        return str(CifWriter(structure, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE_DEGREES))
+    except Exception:  # noqa: BLE001 - spglib failure: fall back to the P1 cell, still a valid CIF
+        return str(CifWriter(structure))
+
+
+def to_poscar(structure: Structure) -> str:
+    """VASP POSCAR text of the cell as it is (no symmetrisation)."""
+    return structure.to(fmt="poscar")
+
+
+def atoms_to_molecule(atoms: Atoms) -> Molecule:
+    """Decoded atoms (cube frame, Å) as a pymatgen Molecule."""
+    return Molecule([int(z) for z in np.asarray(atoms.atomic_numbers)], np.asarray(atoms.positions, float).reshape(-1, 3))
+
+
+def to_xyz(atoms: Atoms | Molecule | Structure) -> str:
+    """XYZ text (Cartesian Å) of decoded atoms, a Molecule or the sites of one cell of a Structure."""
+    if isinstance(atoms, Atoms):
+        atoms = atoms_to_molecule(atoms)
+    elif isinstance(atoms, Structure):
+        atoms = Molecule(atoms.species, atoms.cart_coords)
+    return str(XYZ(atoms))

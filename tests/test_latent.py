@@ -1,0 +1,84 @@
+"""The latent API on the shipped single-cell model (CPU, a few seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crystal_explorer.errors import CrystalExplorerError
+from crystal_explorer.latent import CrystalModel, slerp
+from crystal_explorer.structures import crystal_arrays
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def model() -> CrystalModel:
+    return CrystalModel.from_checkpoint(CHECKPOINTS / "single_cell", device="cpu")
+
+
+def test_interpolation_endpoints_are_the_encodings(model, perovskite, rock_salt):
+    za = model.encode(crystal_arrays(perovskite)).mean
+    zb = model.encode(crystal_arrays(rock_salt)).mean
+    frames = model.interpolate(za, zb, 4)
+    assert len(frames) == 4
+    np.testing.assert_allclose(frames[0].latent, za, atol=1e-6)
+    np.testing.assert_allclose(frames[-1].latent, zb, atol=1e-6)
+    np.testing.assert_allclose(frames[0].density, model.decode(za)[0].density, atol=1e-4)
+    spherical = model.interpolate(za, zb, 3, spherical=True)
+    np.testing.assert_allclose(spherical[-1].latent, zb, atol=1e-5)
+
+
+def test_slerp_keeps_norm_between_equal_norm_vectors():
+    a, b = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    assert np.linalg.norm(slerp(a, b, 0.5)) == pytest.approx(1.0)
+
+
+def test_same_seed_same_samples_and_realism_in_range(model):
+    a, b = model.sample(2, seed=7), model.sample(2, seed=7)
+    c = model.sample(2, seed=8)
+    np.testing.assert_array_equal(a[0].density, b[0].density)
+    assert not np.allclose(a[0].density, c[0].density)
+    scores = model.realism(a)
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores <= 1))
+
+
+def test_traverse_returns_frames_and_zero_difference_at_the_original_value(model, perovskite):
+    z = model.encode(crystal_arrays(perovskite)).mean
+    values = np.array([-3.0, z[5], 3.0])
+    frames, diffs = model.traverse(z, 5, values)
+    assert len(frames) == len(diffs) == 3
+    assert np.abs(diffs[1]).max() < 1e-4
+    assert np.abs(diffs[0]).max() > 0
+
+
+def test_rank_dimensions_is_a_permutation(model, perovskite, rock_salt):
+    encodings = [model.encode(crystal_arrays(s)) for s in (perovskite, rock_salt)]
+    order = model.rank_dimensions(encodings)
+    assert sorted(order.tolist()) == list(range(model.latent_size))
+
+
+def test_reconstruction_compares_with_the_placed_truth(model, perovskite):
+    rec = model.reconstruct(crystal_arrays(perovskite), seed=3)
+    assert rec.comparison.n_true == 5
+    assert rec.decoded.density.shape == (30, 30, 30)
+    assert len(rec.comparison.pred_to_true) == len(rec.decoded.atoms)
+
+
+def test_bad_inputs_give_clear_errors(model, perovskite):
+    with pytest.raises(CrystalExplorerError, match="latent has size"):
+        model.decode(np.zeros(7))
+    with pytest.raises(CrystalExplorerError, match="at least 2"):
+        model.interpolate(np.zeros(300), np.zeros(300), 1)
+    with pytest.raises(CrystalExplorerError, match="outside"):
+        model.traverse(np.zeros(300), 300, np.zeros(2))
+
+
+def test_conditional_model_needs_and_uses_a_target():
+    model = CrystalModel.from_checkpoint(CHECKPOINTS / "lattice_conditional", device="cpu")
+    with pytest.raises(CrystalExplorerError, match="max Z"):
+        model.sample(1, seed=0)
+    light, heavy = model.sample(1, seed=0, max_z=8), model.sample(1, seed=0, max_z=80)
+    assert heavy[0].density.max() > light[0].density.max()

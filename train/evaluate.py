@@ -1,0 +1,238 @@
+"""`python -m train.evaluate`: the paper's metrics on held-out crystals, for a model or for the representation alone.
+
+    python -m train.evaluate --oracle --data ../shared/data/mp_ground_states.csv.gz --representation single --out outputs/oracle_single
+    python -m train.evaluate --checkpoint checkpoints/single_cell --data ../shared/data/*.csv.gz --split test --out outputs/eval_single
+
+`--oracle` segments the true species grid S back into atoms (no model): the ceiling of the representation.
+With `--checkpoint` each crystal is encoded (posterior mean), decoded and segmented. Crystal i is placed
+with the seeded generator [seed, i], so runs are reproducible. Writes OUT/metrics.json (overall, and per
+source file) and, with `--figures`, the PNGs of the paper's Figs. 3 and 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _place_all(bundle, indices, representation, seed):
+    from crystal_explorer.representation import place
+
+    placements, skipped = [], {}
+    for i in indices:
+        p = place(bundle[i], representation, np.random.default_rng([seed, int(i)]))
+        if p is None:
+            skipped["cell does not fit the cube"] = skipped.get("cell does not fit the cube", 0) + 1
+        placements.append(p)
+    return placements, skipped
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    from tqdm import tqdm
+
+    from crystal_explorer.grid import GridSpec
+    from crystal_explorer.latent import CrystalModel, Decoded, Encoded, compare_with_truth
+    from crystal_explorer.metrics import summarise
+    from crystal_explorer.segment import atoms_from_species_grid
+    from crystal_explorer.voxel import species_grid
+    from train.data import read_bundle
+
+    grid = GridSpec()
+    model = None
+    representation = args.representation
+    if args.checkpoint:
+        model = CrystalModel.from_checkpoint(args.checkpoint, device=args.device)
+        if representation and representation != model.representation:
+            raise ValueError(f"the checkpoint is a '{model.representation}' model, not '{representation}'")
+        representation = model.representation
+    if representation is None:
+        raise ValueError("give --representation with --oracle")
+
+    results: dict[str, list] = {}
+    extra: dict[str, list] = {"counts": [], "pairs": [], "t2p": [], "p2t": [], "voxels": [], "match": []}
+    skipped_total: dict[str, int] = {}
+    n_considered = 0
+    for path in args.data:
+        bundle = read_bundle([path], progress=False)
+        indices = np.flatnonzero(bundle.splits == args.split) if args.split != "all" else np.arange(len(bundle))
+        if args.limit:
+            indices = indices[: args.limit]
+        n_considered += len(indices)
+        placements, skipped = _place_all(bundle, indices, representation, args.seed)
+        for k, v in skipped.items():
+            skipped_total[k] = skipped_total.get(k, 0) + v
+        valid = [(i, p) for i, p in zip(indices, placements, strict=True) if p is not None]
+        comparisons = []
+        name = Path(path).name
+        for start in tqdm(range(0, len(valid), args.batch_size), desc=f"{name} ({representation})", unit=" batch"):
+            chunk = valid[start : start + args.batch_size]
+            if model is None:
+                for i, p in chunk:
+                    s = species_grid(p.positions, p.atomic_numbers, grid)
+                    atoms = atoms_from_species_grid(s, grid)
+                    enc = Encoded(p, np.zeros((grid.n_voxels,) * 3), s, np.zeros(0), np.zeros(0))
+                    dec = Decoded(np.zeros(0), enc.density, s, atoms, np.ones_like(s, dtype=float))
+                    comparisons.append(compare_with_truth(enc, dec, grid))
+                    extra["match"].append((bundle[int(i)], p, dec))
+                continue
+            encoded = model.encode_placements([p for _, p in chunk])
+            for (i, _), enc in zip(chunk, encoded, strict=True):
+                dec = model.decode(enc.mean, condition=model.condition_for(density=enc.density))[0]
+                comparison = compare_with_truth(enc, dec, grid)
+                comparisons.append(comparison)
+                if len(extra["voxels"]) < 200_000:
+                    pick = np.random.default_rng(int(i)).choice(enc.density.size, 500, replace=False)
+                    extra["voxels"].append(np.stack([enc.density.ravel()[pick], dec.density.ravel()[pick]], 1))
+                extra["match"].append((bundle[int(i)], enc.placement, dec))
+        results[name] = comparisons
+        for c in comparisons:
+            extra["counts"].append((c.n_true, c.n_pred))
+            extra["pairs"].append(c.species_pairs)
+            extra["t2p"].append(c.true_to_pred)
+            extra["p2t"].append(c.pred_to_true)
+
+    everything = [c for cs in results.values() for c in cs]
+    metrics = {
+        "n_structures": len(everything),
+        "n_skipped": int(sum(skipped_total.values())),
+        "skipped_reasons": skipped_total,
+        "representable_fraction": len(everything) / max(1, n_considered),
+        "representation": representation,
+        "mode": "oracle" if model is None else "model",
+        "checkpoint": args.checkpoint,
+        "split": args.split,
+        "seed": args.seed,
+        "data": [str(p) for p in args.data],
+        **summarise(everything),
+        "per_source": {name: {"n_structures": len(cs), **summarise(cs)} for name, cs in results.items()},
+    }
+    if args.match:
+        metrics.update(_match(extra["match"], representation, grid))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if args.figures:
+        _figures(out, extra, args.checkpoint)
+    return metrics
+
+
+def _match(items, representation: str, grid) -> dict:
+    """Match rate of the recovered periodic structure against the original (issue 5); lattice only."""
+    try:
+        from crystal_explorer.lattice import recover_lattice
+        from crystal_explorer.matching import match_metrics
+    except ImportError as exc:  # the lattice recovery is an optional part of this build
+        return {"match_error": f"lattice recovery unavailable: {exc}"}
+    if representation != "lattice":
+        return {"match_error": "periodic recovery is implemented for the lattice representation only"}
+    pairs = []
+    for crystal, _, dec in items:
+        recovered = recover_lattice(dec.atoms.positions, dec.atoms.atomic_numbers, density=dec.density, grid=grid)
+        pairs.append((crystal.to_structure(), None if recovered is None else recovered.structure))
+    return match_metrics(pairs)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _figures(out: Path, extra: dict, checkpoint: str | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.array(extra["counts"]).reshape(-1, 2)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(counts[:, 0], counts[:, 1], s=6, alpha=0.5)
+    top = counts.max() + 1 if len(counts) else 1
+    ax.plot([0, top], [0, top], "r--", lw=1)
+    ax.set(xlabel="true atoms", ylabel="recovered atoms", title="atom counts (Fig. 3B / 4D)")
+    _save(fig, out / "atom_counts.png")
+
+    qs = np.arange(1, 100)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for key, label in (("t2p", "true → nearest predicted"), ("p2t", "predicted → nearest true")):
+        d = np.concatenate(extra[key]) if extra[key] else np.zeros(0)
+        d = d[np.isfinite(d)]
+        if len(d):
+            ax.plot(qs, np.percentile(d, qs), label=label)
+    ax.set(xlabel="percentile", ylabel="distance (Å)", yscale="log", title="distance percentiles (Fig. 3D / 4C)")
+    ax.legend()
+    _save(fig, out / "distance_percentiles.png")
+
+    pairs = np.concatenate(extra["pairs"]).reshape(-1, 2) if extra["pairs"] else np.zeros((0, 2))
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if len(pairs):
+        ax.hist2d(pairs[:, 0], pairs[:, 1], bins=np.arange(0.5, 96), cmin=1, cmap="viridis")
+    ax.plot([0, 95], [0, 95], "r--", lw=0.5)
+    ax.set(xlabel="true Z", ylabel="predicted Z", title="species within 0.5 Å (Fig. 3C / 4E)")
+    _save(fig, out / "species.png")
+
+    if extra["voxels"]:
+        v = np.concatenate(extra["voxels"])
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.hexbin(v[:, 0], v[:, 1], gridsize=60, bins="log", mincnt=1)
+        m = v.max()
+        ax.plot([0, m], [0, m], "r--", lw=1)
+        ax.set(xlabel="target density (Z units)", ylabel="predicted density", title="voxel parity (Fig. 5A)")
+        _save(fig, out / "voxel_parity.png")
+
+    log = Path(checkpoint or "") / "train_log.csv"
+    if checkpoint and log.is_file():
+        import pandas as pd
+
+        frame = pd.read_csv(log)
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for col in ("train/reconstruction", "val/reconstruction"):
+            if col in frame:
+                d = frame[["step", col]].dropna()
+                ax.plot(d["step"], d[col], label=col)
+        ax.set(xlabel="step", ylabel="summed squared error", yscale="log", title="reconstruction loss (Fig. 3A)")
+        ax.legend()
+        _save(fig, out / "loss_curves.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--oracle", action="store_true", help="no model: segment the true species grid")
+    source.add_argument("--checkpoint", help="a folder with model.safetensors and model.json")
+    parser.add_argument("--data", nargs="+", required=True, help="CSV(.gz) with a cif column, CIF folders or .npz bundles")
+    parser.add_argument("--representation", choices=("single", "lattice"))
+    parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    parser.add_argument("--limit", type=int, help="at most N crystals per data source")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--match", action="store_true", help="also recover periodic structures and match them")
+    parser.add_argument("--figures", action="store_true", help="write the PNG figures")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    from crystal_explorer.errors import CrystalExplorerError
+
+    try:
+        metrics = evaluate(args)
+    except (CrystalExplorerError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    keys = ("n_structures", "atoms_within_0.5A", "count_exact", "count_within_2", "species_exact", "species_within_2",
+            "distance_percentiles_true_to_pred", "voxel_mse", "match_rate")
+    for k in keys:
+        if k in metrics:
+            print(f"{k:>36}: {metrics[k]}")
+    print(f"metrics written to {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
