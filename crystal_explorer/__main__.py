@@ -18,18 +18,24 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "sing
 
 def _write_decoded(model, decoded, out: Path, stem: str) -> dict:
     """Write one decoding as CIF (periodic lattice recovered) or XYZ, and a PNG; return its summary."""
-    from crystal_explorer.export import atoms_to_xyz, decoded_to_structure, to_cif
+    from crystal_explorer.export import space_group, to_cif, to_xyz
+    from crystal_explorer.lattice import recover_lattice
     from crystal_explorer.preview import preview_png
 
     info = {"name": stem, "n_atoms": len(decoded.atoms), "species": sorted({int(z) for z in decoded.atoms.atomic_numbers})}
-    structure = decoded_to_structure(decoded, model.representation, model.grid) if len(decoded.atoms) else None
+    structure = None
+    if model.representation == "lattice":
+        recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers, grid=model.grid)
+        structure = None if recovered is None else recovered.structure
+        info["lattice_found"] = structure is not None
     if structure is not None:
         path = out / f"{stem}.cif"
         path.write_text(to_cif(structure))
         info["formula"] = structure.composition.reduced_formula
+        info["space_group"] = list(space_group(structure))
     else:
         path = out / f"{stem}.xyz"
-        path.write_text(atoms_to_xyz(decoded.atoms, comment=f"{stem}: decoded atoms in the 10 A cube frame"))
+        path.write_text(to_xyz(decoded.atoms))
     info["file"] = path.name
     preview_png(decoded.density, decoded.atoms, out / f"{stem}.png", title=stem)
     return info

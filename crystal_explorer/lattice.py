@@ -5,8 +5,9 @@ the cube, so the crystal's lattice translations map the atom set onto itself wit
 We search those translations directly in real space (the atom-set analogue of the peaks of the
 Patterson function, the density's autocorrelation):
 
-1. candidates are the differences between atoms of the rarest species (every lattice vector joins
-   two atoms of every species), deduplicated on a grid of `tolerance_angstrom / 2`;
+1. candidates are the differences between atoms of the same species (every lattice vector joins
+   two atoms of every species; all species are used because the atoms of one species seen in the
+   cube may all lie in one plane), deduplicated on a grid of `tolerance_angstrom / 2`;
 2. a candidate v scores the fraction of "testable" atoms (at least `edge_margin_angstrom` inside the
    cube, and still inside after moving by v) that have an atom of the same species within
    `tolerance_angstrom` of x + v; v is refined as the mean displacement of those matches;
@@ -68,14 +69,12 @@ class RecoveredCrystal(NamedTuple):
 def _candidate_vectors(
     positions: np.ndarray, atomic_numbers: np.ndarray, reliable: np.ndarray, tolerance: float, max_length: float
 ) -> np.ndarray:
-    """Differences between reliable atoms of the rarest species, one per `tolerance / 2` cell, by length: (C, 3)."""
-    species, counts = np.unique(atomic_numbers[reliable], return_counts=True)
-    plural = counts >= 2
-    if not plural.any():
-        return np.zeros((0, 3))
-    rare = species[plural][counts[plural].argmin()]
-    pts = positions[reliable & (atomic_numbers == rare)]
-    diff = (pts[None, :, :] - pts[:, None, :]).reshape(-1, 3)
+    """Differences between reliable atoms of the same species, one per `tolerance / 2` cell, by length: (C, 3)."""
+    parts = []
+    for z in np.unique(atomic_numbers[reliable]):
+        pts = positions[reliable & (atomic_numbers == z)]
+        parts.append((pts[None, :, :] - pts[:, None, :]).reshape(-1, 3))
+    diff = np.concatenate(parts)
     length = np.linalg.norm(diff, axis=1)
     diff = diff[(length > 2 * tolerance) & (length <= max_length)]
     # v and −v are the same translation: keep the half-space with the first non-zero component positive
@@ -161,7 +160,7 @@ def recover_lattice(
     grid: GridSpec = GridSpec(),
     tolerance_angstrom: float = 0.5,
     edge_margin_angstrom: float = 0.6,
-    min_score: float = 0.85,
+    min_score: float = 0.95,
     min_support: int = 3,
     min_site_fraction: float = 0.3,
 ) -> RecoveredCrystal | None:

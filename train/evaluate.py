@@ -131,7 +131,7 @@ def _match(items, representation: str, grid) -> dict:
         return {"match_error": "periodic recovery is implemented for the lattice representation only"}
     pairs = []
     for crystal, _, dec in items:
-        recovered = recover_lattice(dec.atoms.positions, dec.atoms.atomic_numbers, density=dec.density, grid=grid)
+        recovered = recover_lattice(dec.atoms.positions, dec.atoms.atomic_numbers, grid=grid)
         pairs.append((crystal.to_structure(), None if recovered is None else recovered.structure))
     return match_metrics(pairs)
 

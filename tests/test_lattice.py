@@ -1,0 +1,75 @@
+"""Lattice recovery from the true species grid of the repeating-lattice placement, and the single cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Molecule, Structure
+
+from crystal_explorer.lattice import recover_lattice, single_cell_structure
+from crystal_explorer.matching import structure_matcher
+from crystal_explorer.representation import place
+from crystal_explorer.segment import atoms_from_species_grid
+from crystal_explorer.structures import crystal_arrays
+from crystal_explorer.voxel import species_grid
+
+
+def oracle_atoms(structure: Structure, rng: np.random.Generator, canonical: bool):
+    placement = place(crystal_arrays(structure), "lattice", rng, canonical=canonical)
+    return atoms_from_species_grid(species_grid(placement.positions, placement.atomic_numbers))
+
+
+@pytest.mark.parametrize("name", ["rock_salt", "perovskite", "hexagonal", "monoclinic"])
+@pytest.mark.parametrize("canonical", [True, False])
+def test_recovers_the_crystal_from_its_true_species_grid(name, canonical, request, rng):
+    structure = request.getfixturevalue(name)
+    atoms = oracle_atoms(structure, rng, canonical)
+    recovered = recover_lattice(atoms.positions, atoms.atomic_numbers)
+    assert recovered is not None
+    assert structure_matcher().fit(structure, recovered.structure)
+    # the primitive cell: as many sites as the primitive cell of the truth, volume to 5 %
+    primitive = structure.get_primitive_structure()
+    assert len(recovered.structure) == len(primitive)
+    assert recovered.structure.volume == pytest.approx(primitive.volume, rel=0.05)
+    assert (recovered.scores >= 0.95).all() and recovered.tolerance_angstrom == 0.5
+
+
+def test_exact_positions_give_the_exact_lattice(perovskite, rng):
+    placement = place(crystal_arrays(perovskite), "lattice", rng)
+    recovered = recover_lattice(placement.positions, placement.atomic_numbers)
+    assert recovered.structure.lattice.abc == pytest.approx((3.905,) * 3, abs=1e-6)
+    assert recovered.structure.lattice.angles == pytest.approx((90.0,) * 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("n_atoms", [0, 2, 8, 40])
+def test_random_atoms_have_no_lattice(n_atoms, rng):
+    positions = rng.uniform(0, 10, (n_atoms, 3))
+    atomic_numbers = rng.integers(1, 4, n_atoms)
+    assert recover_lattice(positions, atomic_numbers) is None
+
+
+def test_a_single_cell_cluster_has_no_lattice(monoclinic, rng):
+    placement = place(crystal_arrays(monoclinic), "single", rng)
+    assert recover_lattice(placement.positions, placement.atomic_numbers) is None
+
+
+def test_noise_atoms_are_dropped(rock_salt, rng):
+    atoms = oracle_atoms(rock_salt, rng, canonical=False)
+    positions = np.vstack([atoms.positions, [[5.0, 5.0, 5.0]]])  # one stray hydrogen
+    recovered = recover_lattice(positions, np.append(atoms.atomic_numbers, 1))
+    assert recovered.n_dropped_sites == 1
+    assert structure_matcher().fit(rock_salt, recovered.structure)
+
+
+def test_single_cell_is_a_molecule_without_a_lattice(perovskite, rng):
+    placement = place(crystal_arrays(perovskite), "single", rng)
+    molecule = single_cell_structure(placement.positions, placement.atomic_numbers)
+    assert isinstance(molecule, Molecule) and len(molecule) == 5
+
+
+def test_single_cell_with_its_lattice_is_the_crystal(monoclinic, rng):
+    crystal = crystal_arrays(monoclinic)
+    placement = place(crystal, "single", rng)
+    lattice_cube_frame = crystal.lattice @ placement.rotation.T  # rotate the cell vectors like the atoms
+    structure = single_cell_structure(placement.positions, placement.atomic_numbers, lattice_cube_frame)
+    assert structure_matcher().fit(monoclinic, structure)
