@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for start in tqdm(range(0, args.n, 32), desc="random draws", unit=" batch"):
         random_dec += model.sample(min(32, args.n - start), seed=args.seed + 1 + start, max_z=max_z)
     gas = []
-    for k in range(min(args.n_real, 50)):
+    for _ in range(min(args.n_real, 50)):
         n_atoms = int(rng.integers(4, 30))
         gas.append(Placement(rng.uniform(1, 9, (n_atoms, 3)), rng.integers(1, 84, n_atoms), np.eye(3), np.zeros(3)))
     ood_enc = model.encode_placements(gas)
