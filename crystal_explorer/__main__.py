@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> dict:
         for i, (d, diff, v) in enumerate(zip(frames, diffs, values, strict=True)):
             info = _write_decoded(model, d, out, f"dim{args.dim}_{i:02d}")
             summary["frames"].append({**info, "value": float(v), "max_abs_density_change": float(np.abs(diff).max())})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    from crystal_explorer.metrics import json_safe
+
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return summary
 
 

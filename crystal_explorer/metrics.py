@@ -63,11 +63,22 @@ def compare(
 
 
 def _percentiles(d: np.ndarray) -> dict[str, float | None]:
-    finite = d[np.isfinite(d)]
+    """50/75/90th percentiles in Å; an atom with no counterpart counts as infinitely far, so a percentile
+    that reaches those atoms is +inf (nearest-rank percentiles: interpolating with inf would give NaN)."""
     if len(d) == 0:
         return {"50": None, "75": None, "90": None}
-    # an atom with no counterpart at all counts as infinitely far: report inf rather than hide it
-    return {str(q): (float(np.percentile(np.where(np.isfinite(d), d, np.inf), q)) if len(finite) else float("inf")) for q in (50, 75, 90)}
+    return {str(q): float(np.percentile(d, q, method="higher")) for q in (50, 75, 90)}
+
+
+def json_safe(value):
+    """Replace non-finite floats by None (strict JSON has no inf/NaN), recursively."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def summarise(comparisons: list[Comparison]) -> dict[str, object]:

@@ -11,6 +11,7 @@ import hashlib
 import importlib.resources
 import io
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ def structure_from_text(
         raise CrystalExplorerError("the file is empty")
     if fmt == "cif" and "_cell_length_a" not in text and "data_" not in text:
         raise CrystalExplorerError("this is not a CIF: no 'data_' block and no '_cell_length_a'")
+    if fmt == "cif" and re.search(r"(?im)^\s*\S+(\s+\S+)*\s+[-+]?(nan|inf)\b", text):
+        raise CrystalExplorerError("the CIF has NaN or infinite coordinates or cell parameters")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -77,7 +77,8 @@ def _species_owner(pos: torch.Tensor, z: torch.Tensor, grid: GridSpec) -> torch.
     """For each voxel, the index of the nearest atom within the species radius, else −1: (B, n³)."""
     b, m = z.shape
     n, h, r = grid.n_voxels, grid.voxel_size_angstrom, grid.species_radius_angstrom
-    reach = int(math.ceil(r / h)) + 1
+    # the atom lies in voxel `base`; a voxel k steps away has its centre ≥ (|k| − ½)h from it
+    reach = int(math.ceil(r / h + 0.5))
     offsets = torch.arange(-reach, reach + 1, device=pos.device)
     stencil = torch.stack(torch.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3)
     base = torch.floor(pos / h).long()  # (B, N, 3) voxel holding the atom

@@ -36,7 +36,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     from crystal_explorer.grid import GridSpec
     from crystal_explorer.latent import CrystalModel, Decoded, Encoded, compare_with_truth
-    from crystal_explorer.metrics import summarise
+    from crystal_explorer.metrics import json_safe, summarise
     from crystal_explorer.segment import atoms_from_species_grid
     from crystal_explorer.voxel import species_grid
     from train.data import read_bundle
@@ -114,7 +114,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         metrics.update(_match(extra["match"], representation, grid))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2))  # inf percentiles → null
     if args.figures:
         _figures(out, extra, args.checkpoint)
     return metrics

@@ -1,0 +1,128 @@
+"""Samples per second of one training step per architecture, and the app's one-crystal inference latency.
+
+    python benchmarks/train_step.py [--batch N] [--steps 2] [--threads N] [--unet-channels 16] [--max-z 94]
+
+A training step is voxelization of a batch of single-cell placements (on the device), CrystalVAE forward,
+the joint loss of eq. (2), backward and an AdamW step. Inference is encode (the mean) + decode + U-Net +
+segmentation into atoms for one crystal. Runs on CUDA when available (batch 64), else CPU (batch 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from crystal_explorer.grid import GridSpec  # noqa: E402
+from crystal_explorer.losses import joint_loss  # noqa: E402
+from crystal_explorer.models import CrystalVAE, ModelConfig  # noqa: E402
+from crystal_explorer.representation import batch_grids, pad_batch, place  # noqa: E402
+from crystal_explorer.segment import atoms_from_scores  # noqa: E402
+from crystal_explorer.structures import crystal_arrays, example_structures  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def forward_flops(model: CrystalVAE, x: torch.Tensor) -> int | None:
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x, sample=False)
+    return counter.get_total_flops()
+
+
+def train_rate(model: CrystalVAE, positions, numbers, grid: GridSpec, steps: int, device: torch.device) -> float:
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step() -> None:
+        x, species = batch_grids(positions, numbers, grid, model.config.density_scale)
+        with autocast:
+            out = model(x)
+            loss = joint_loss(out, x, species, beta=1e-3).total
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    step()  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return steps * positions.shape[0] / (time.perf_counter() - start)
+
+
+def inference_latency(model: CrystalVAE, positions, numbers, grid: GridSpec, device: torch.device, repeats: int) -> float:
+    model.eval()
+    x, _ = batch_grids(positions[:1], numbers[:1], grid, model.config.density_scale)
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            _sync(device)
+            start = time.perf_counter()
+            mean, _ = model.encode(x)
+            condition = model.max_density(x) if model.config.conditional else None
+            density = model.decode(mean, condition)
+            scores = model.segment(density)
+            atoms_from_scores(scores[0].float().cpu().numpy(), grid, density[0, 0].float().cpu().numpy())
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, help="default: 64 on CUDA, 8 on CPU")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--latent-size", type=int, default=300)
+    parser.add_argument("--unet-channels", type=int, default=16)
+    parser.add_argument("--max-z", type=int, default=94)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch = args.batch or (64 if device.type == "cuda" else 8)
+    grid = GridSpec()
+    rng = np.random.default_rng(0)
+    crystals = [crystal_arrays(s, n) for n, s in example_structures().items()]
+    placements = [p for c in crystals if (p := place(c, "single", rng, grid)) is not None]
+    placements = (placements * (batch // len(placements) + 1))[:batch]
+    positions, numbers = (t.to(device) for t in pad_batch(placements))
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device {name}; batch {batch}; latent {args.latent_size}; U-Net channels {args.unet_channels}; "
+          f"max_z {args.max_z}; {args.steps} timed steps after one warm-up")
+    header = ("architecture", "parameters", "forward GFLOP/sample", "train samples/s", "inference latency (ms)")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for architecture in ("paper", "compact"):
+        torch.manual_seed(0)
+        config = ModelConfig(architecture=architecture, latent_size=args.latent_size, max_z=args.max_z,
+                             unet_channels=args.unet_channels)
+        model = CrystalVAE(config).to(device)
+        n_params = sum(p.numel() for p in model.parameters())
+        x, _ = batch_grids(positions[:1], numbers[:1], grid, config.density_scale)
+        model.eval()
+        flops = forward_flops(model, x)
+        rate = train_rate(model, positions, numbers, grid, args.steps, device)
+        latency = inference_latency(model, positions, numbers, grid, device, repeats=3)
+        gflop = f"{flops / 1e9:.2f}" if flops is not None else "n/a"
+        print(f"{architecture} | {n_params / 1e6:.2f} M | {gflop} | {rate:.2f} | {1e3 * latency:.0f}")
+
+
+if __name__ == "__main__":
+    main()

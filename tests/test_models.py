@@ -1,0 +1,157 @@
+"""Tests of crystal_explorer.models: shapes of every configuration, the conditional bottleneck, and learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crystal_explorer.grid import GridSpec
+from crystal_explorer.losses import joint_loss
+from crystal_explorer.models import CrystalVAE, ModelConfig, VAEOutput
+from crystal_explorer.models.unet import AttentionUNet3d
+from crystal_explorer.placement import compact_cluster, fit_rotation, single_cell_positions
+from crystal_explorer.representation import Placement, batch_grids, pad_batch
+from crystal_explorer.structures import crystal_arrays
+
+LATENT, MAX_Z, UNET = 17, 20, 4  # unequal sizes so a swapped dimension cannot hide
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """3-D convolutions on a shared 2-core machine run several times faster on one thread than on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(architecture: str, conditional: bool = False) -> ModelConfig:
+    return ModelConfig(architecture=architecture, latent_size=LATENT, max_z=MAX_Z, unet_channels=UNET,
+                       conditional=conditional)
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tiny crystals with Z ≤ 20 (network input (2, 1, 30³), species (2, 30³))."""
+    from pymatgen.core import Lattice, Structure
+
+    rng = np.random.default_rng(0)
+    structures = [
+        Structure(Lattice.cubic(4.8), ["Ca", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.hexagonal(3.1, 5.0), ["Al", "N", "Al", "N"],
+                  [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38], [2 / 3, 1 / 3, 0.5], [2 / 3, 1 / 3, 0.88]]),
+    ]
+    placements = []
+    for s in structures:
+        a = crystal_arrays(s)
+        cluster = compact_cluster(a.lattice, a.frac_coords)
+        placements.append(Placement(single_cell_positions(cluster, fit_rotation(cluster, rng)), a.atomic_numbers,
+                                    np.eye(3), np.zeros(3)))
+    return batch_grids(*pad_batch(placements), GridSpec())
+
+
+def test_config_rejects_bad_options():
+    with pytest.raises(ValueError, match="Invalid architecture"):
+        ModelConfig(architecture="transformer")
+    with pytest.raises(ValueError, match="n_voxels"):
+        ModelConfig(n_voxels=32)
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({"latent": 3})
+    config = _config("paper", True)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.n_classes == MAX_Z + 1
+
+
+@pytest.mark.parametrize("architecture", ["paper", "compact"])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_output_shapes(architecture, conditional, batch):
+    torch.manual_seed(0)
+    model = CrystalVAE(_config(architecture, conditional)).eval()
+    x, _ = batch
+    with torch.no_grad():
+        out = model(x, sample=False)
+    assert isinstance(out, VAEOutput)
+    assert out.density.shape == (2, 1, 30, 30, 30)
+    assert out.scores.shape == (2, MAX_Z + 1, 30, 30, 30)
+    assert out.mean.shape == out.log_var.shape == (2, LATENT)
+    assert (out.density >= 0).all()  # both decoders end in a non-negative activation
+    assert torch.isfinite(out.scores).all()
+
+
+@pytest.mark.parametrize("architecture", ["paper", "compact"])
+def test_encode_decode_segment_shapes(architecture):
+    torch.manual_seed(0)
+    model = CrystalVAE(_config(architecture)).eval()
+    with torch.no_grad():
+        mean, log_var = model.encode(torch.rand(3, 1, 30, 30, 30))
+        density = model.decode(torch.randn(3, LATENT))
+        scores = model.segment(density)
+    assert mean.shape == (3, LATENT) and log_var.shape == (3, LATENT)
+    assert density.shape == (3, 1, 30, 30, 30)
+    assert scores.shape == (3, MAX_Z + 1, 30, 30, 30)
+
+
+def test_conditional_decode_needs_and_uses_the_condition():
+    torch.manual_seed(0)
+    model = CrystalVAE(_config("compact", conditional=True)).eval()
+    z = torch.randn(2, LATENT)
+    with pytest.raises(ValueError, match="largest density"):
+        model.decode(z)
+    with torch.no_grad():
+        low = model.decode(z, torch.full((2, 1), 0.5))
+        high = model.decode(z, torch.full((2, 1), 3.0))
+    assert not torch.allclose(low, high)
+
+
+def test_conditional_encoder_sees_the_scale():
+    """§4.5: the bottleneck input is multiplied by the largest density, so scaling x changes the code."""
+    torch.manual_seed(0)
+    model = CrystalVAE(_config("compact", conditional=True)).eval()
+    x = torch.rand(1, 1, 30, 30, 30)
+    assert CrystalVAE.max_density(2 * x).item() == pytest.approx(2 * x.max().item())
+    with torch.no_grad():
+        m1, _ = model.encode(x)
+        m2, _ = model.encode(2 * x)
+    assert not torch.allclose(m1, m2)
+
+
+def test_unet_is_size_preserving_with_unequal_channels():
+    unet = AttentionUNet3d(n_classes=7, channels=3).eval()
+    with torch.no_grad():
+        assert unet(torch.rand(2, 1, 30, 30, 30)).shape == (2, 7, 30, 30, 30)
+
+
+def test_sampling_is_stochastic_and_mean_is_not(batch):
+    torch.manual_seed(0)
+    model = CrystalVAE(_config("compact")).eval()
+    x, _ = batch
+    with torch.no_grad():
+        a, b = model(x, sample=False), model(x, sample=False)
+        c = model(x, sample=True)
+    torch.testing.assert_close(a.density, b.density)
+    assert not torch.allclose(a.density, c.density)
+
+
+def test_paper_model_has_more_parameters_than_compact():
+    paper = sum(p.numel() for p in CrystalVAE(_config("paper")).parameters())
+    compact = sum(p.numel() for p in CrystalVAE(_config("compact")).parameters())
+    assert paper > compact
+
+
+@pytest.mark.parametrize(("architecture", "n_crystals", "n_steps", "ratio"), [("paper", 1, 4, 0.97), ("compact", 2, 5, 0.9)])
+def test_loss_falls_on_a_tiny_fixed_batch(architecture, n_crystals, n_steps, ratio, batch):
+    """A few Adam steps on one fixed batch lower the joint loss (fewer for the costlier paper model)."""
+    torch.manual_seed(0)
+    model = CrystalVAE(_config(architecture)).train()
+    x, species = batch[0][:n_crystals], batch[1][:n_crystals]
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(n_steps):
+        optimiser.zero_grad()
+        terms = joint_loss(model(x, sample=False), x, species, beta=1e-3)
+        terms.total.backward()
+        optimiser.step()
+        losses.append(terms.total.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < ratio * losses[0], losses

@@ -1,0 +1,124 @@
+"""Tests of the `python -m train` command line: two steps from a CSV, checkpoints, export, resume.
+
+Training runs call `train.__main__.main(argv)` (what `python -m train` runs) in this process: on a shared
+2-core machine each extra interpreter start with torch, Lightning and pymatgen costs 15-20 s.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+from crystal_explorer.checkpoint import load_model
+from crystal_explorer.structures import split_of
+
+ROOT = Path(__file__).resolve().parents[1]
+N_CRYSTALS = 14
+
+
+def _tiny_structures() -> list[Structure]:
+    """Rock-salt and CsCl-type binaries of light elements (Z ≤ 20, so max_z = 20 suffices)."""
+    pairs = [("Li", "F"), ("Na", "Cl"), ("K", "Cl"), ("Mg", "O"), ("Ca", "O"), ("Li", "H"), ("Na", "F"),
+             ("K", "F"), ("Mg", "S"), ("Ca", "S"), ("Be", "O"), ("Al", "N"), ("Na", "H"), ("Li", "Cl")]
+    out = []
+    for i, (a, b) in enumerate(pairs[:N_CRYSTALS]):
+        if i % 2:
+            out.append(Structure(Lattice.cubic(3.0 + 0.1 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+        else:
+            out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.2 + 0.05 * i), [a, b],
+                                                 [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    ids = [f"tiny-{i}" for i in range(N_CRYSTALS)]
+    assert sum(split_of(i) == "train" for i in ids) >= 2  # the train split is not empty
+    csv = tmp / "tiny.csv"
+    pd.DataFrame({"material_id": ids, "cif": [str(CifWriter(s)) for s in _tiny_structures()]}).to_csv(csv, index=False)
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"architecture": "compact", "latent_size": 17, "max_z": 20, "unet_channels": 4},
+        "train": {"name": "tiny", "representation": "single", "data": [str(csv)], "batch_size": 2,
+                  "max_steps": 2, "warmup_steps": 1, "kl_warmup_steps": 2, "num_workers": 0,
+                  "val_every_steps": 100, "val_batches": 1, "checkpoint_every_steps": 1},
+    }))
+    return tmp, csv, config
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_command_line_entry_point():
+    result = _train("--help")
+    assert result.returncode == 0
+    assert "--resume" in result.stdout and "--max-steps" in result.stdout
+
+
+def test_missing_config_argument_exits_non_zero():
+    assert _train().returncode != 0
+
+
+@pytest.fixture(scope="module")
+def first_run(run_setup):
+    tmp, csv, config = run_setup
+    runs = tmp / "runs"
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "2", "--batch-size", "2",
+                            "--runs", str(runs), "--accelerator", "cpu")
+    return code, runs / "tiny"
+
+
+def test_two_steps_write_a_checkpoint_and_an_export(first_run):
+    code, run_dir = first_run
+    assert code == 0
+    assert (run_dir / "last.ckpt").is_file()
+    assert (run_dir / "export" / "model.safetensors").is_file()
+    model, meta = load_model(run_dir / "export")
+    assert meta["steps"] == 2
+    assert model.config.latent_size == 17 and model.config.max_z == 20
+    assert meta["data"]["n_train"] >= 2
+
+
+def _main_in_process(*args: str) -> int:
+    """`train.__main__.main`, the CLI's own entry, run in this process to spare a second interpreter start."""
+    import torch
+
+    from train.__main__ import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_resume_continues_from_the_last_checkpoint(first_run, run_setup):
+    code, run_dir = first_run
+    assert code == 0
+    tmp, csv, config = run_setup
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "3", "--batch-size", "2",
+                            "--runs", str(tmp / "runs"), "--accelerator", "cpu", "--resume")
+    assert code == 0
+    _, meta = load_model(run_dir / "export")
+    assert meta["steps"] == 3  # one more step, not three from scratch
+
+
+def test_resume_without_a_checkpoint_fails_clearly(run_setup, capsys):
+    tmp, csv, config = run_setup
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--runs", str(tmp / "empty_runs"),
+                            "--resume", "--accelerator", "cpu")
+    assert code != 0
+    assert "nothing to resume" in capsys.readouterr().err
