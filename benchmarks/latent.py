@@ -8,12 +8,15 @@ The reference is the same work done one latent at a time (the batch row shows wh
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from crystal_explorer.latent import CrystalModel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script from anywhere
+from crystal_explorer.latent import CrystalModel  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -35,7 +38,7 @@ def measure(model: CrystalModel, repeats: int) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", default="checkpoints/single_cell")
+    parser.add_argument("--checkpoint", default=str(Path(__file__).resolve().parents[1] / "checkpoints" / "single_cell"))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
