@@ -222,21 +222,22 @@ def formula(numbers: np.ndarray) -> str:
     return Composition(collections.Counter(plotting.symbols(numbers))).formula.replace(" ", "")
 
 
-def cif_of(decoded: Decoded, representation: str) -> str | None:
-    """A CIF of the periodic crystal behind decoded lattice atoms, or None when no lattice is found.
+def cif_of(decoded: Decoded, representation: str, cell: np.ndarray | None = None) -> str | None:
+    """A CIF of the periodic crystal behind a decoding, or None when no lattice is known or found.
 
-    Guarded: `crystal_explorer.export` and `crystal_explorer.lattice` are newer than this app's tests.
+    Lattice models: the lattice is recovered from the decoded atoms. Single-cell models keep no
+    periodicity, so the atoms are wrapped into `cell` (the input's cell as placed) when it is given.
     """
-    if representation != "lattice":
-        return None  # a decoded single cell has no lattice left in it (see crystal_explorer.lattice)
+    from crystal_explorer.export import to_cif
+    from crystal_explorer.lattice import recover_lattice, single_cell_structure
+
     try:
-        from crystal_explorer.export import to_cif
-        from crystal_explorer.lattice import recover_lattice
-    except ImportError:
-        return None
-    try:
-        recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers)
-        return None if recovered is None else to_cif(recovered.structure)
+        if representation == "lattice":
+            recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers)
+            return None if recovered is None else to_cif(recovered.structure)
+        if cell is None or len(decoded.atoms) == 0:
+            return None
+        return to_cif(single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell))
     except Exception:  # noqa: BLE001 - the CIF is optional; XYZ always works
         log.exception("CIF export failed")
         return None
@@ -286,9 +287,14 @@ def reconstruct_page() -> None:
     xyz = plotting.xyz_text(dec.atoms.positions, dec.atoms.atomic_numbers, comment=f"decoded {name} ({folder}, seed {seed})")
     left, right = st.columns(2)
     left.download_button("Decoded atoms (XYZ)", icon=":material/download:", data=xyz, file_name=f"{Path(name).stem}_decoded.xyz", mime="chemical/x-xyz")
-    cif = cif_of(dec, model.representation)
+    from crystal_explorer.lattice import placed_lattice
+
+    cell = placed_lattice(arrays.lattice, enc.placement.rotation)
+    cif = cif_of(dec, model.representation, cell)
     if cif is not None:
         right.download_button("Decoded crystal (CIF)", icon=":material/download:", data=cif, file_name=f"{Path(name).stem}_decoded.cif", mime="chemical/x-cif")
+        if model.representation == "single":
+            right.caption("A single cell keeps no periodicity: the CIF wraps the decoded atoms into the input's own cell.")
     elif model.representation == "lattice":
         right.caption("No periodic lattice found in the decoded atoms, so no CIF; the XYZ has every atom.")
 

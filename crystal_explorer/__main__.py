@@ -1,7 +1,7 @@
 """`python -m crystal_explorer reconstruct|sample|interpolate|traverse`: the latent API from the command line.
 
-Each decoding is written as a CIF when a periodic lattice is recovered (lattice models), else as XYZ of the
-atoms in the 10 Å cube, plus a PNG preview and a summary.json. Bad input exits with status 2 and one line.
+Each decoding is written as a CIF when a periodic lattice is known (recovered from the atoms by lattice
+models; the input's own cell for a single-cell reconstruction), else as XYZ of the atoms in the 10 Å cube, plus a PNG preview and a summary.json. Bad input exits with status 2 and one line.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "single_cell"
 
 
-def _write_decoded(model, decoded, out: Path, stem: str) -> dict:
-    """Write one decoding as CIF (periodic lattice recovered) or XYZ, and a PNG; return its summary."""
+def _write_decoded(model, decoded, out: Path, stem: str, cell: np.ndarray | None = None) -> dict:
+    """Write one decoding as CIF (periodic lattice recovered, or `cell` known) or XYZ, and a PNG; return its summary."""
     from crystal_explorer.export import space_group, to_cif, to_xyz
-    from crystal_explorer.lattice import recover_lattice
+    from crystal_explorer.lattice import recover_lattice, single_cell_structure
     from crystal_explorer.preview import preview_png
 
     info = {"name": stem, "n_atoms": len(decoded.atoms), "species": sorted({int(z) for z in decoded.atoms.atomic_numbers})}
@@ -28,6 +28,9 @@ def _write_decoded(model, decoded, out: Path, stem: str) -> dict:
         recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers, grid=model.grid)
         structure = None if recovered is None else recovered.structure
         info["lattice_found"] = structure is not None
+    elif cell is not None and len(decoded.atoms):
+        structure = single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell)
+        info["lattice"] = "the input's cell"
     if structure is not None:
         path = out / f"{stem}.cif"
         path.write_text(to_cif(structure))
@@ -61,11 +64,15 @@ def run(args: argparse.Namespace) -> dict:
         max_z = 30.0
     summary: dict = {"command": args.command, "checkpoint": str(args.checkpoint), "seed": args.seed}
     if args.command == "reconstruct":
-        rec = model.reconstruct(_read(args.cif, args.majority_species), seed=args.seed)
+        crystal = _read(args.cif, args.majority_species)
+        rec = model.reconstruct(crystal, seed=args.seed)
         from crystal_explorer.metrics import summarise
 
         summary["metrics"] = summarise([rec.comparison])
-        summary["decoded"] = _write_decoded(model, rec.decoded, out, "reconstruction")
+        from crystal_explorer.lattice import placed_lattice
+
+        cell = placed_lattice(crystal.lattice, rec.encoded.placement.rotation) if model.representation == "single" else None
+        summary["decoded"] = _write_decoded(model, rec.decoded, out, "reconstruction", cell)
     elif args.command == "sample":
         decoded = []
         for start in tqdm(range(0, args.n, 32), desc="sampling", unit=" batch", disable=args.n <= 32):

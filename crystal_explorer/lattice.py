@@ -26,8 +26,9 @@ Single unit cell (`single_cell_structure`): a decoded single cell is a finite cl
 periodicity left in it, and several lattices explain the same cluster equally well (the cluster is
 the compact, folded image of the cell, so its extent does not fix the cell vectors). We do not guess:
 without a known lattice the result is a non-periodic pymatgen Molecule (exported as XYZ); given a
-lattice in the cube frame (e.g. the true one for an oracle, or one predicted elsewhere) the atoms are
-wrapped into it and a Structure is returned.
+lattice in the cube frame (the input's own cell, rotated as it was placed, when a known crystal is
+reconstructed) the atoms are wrapped into it, same-species duplicates merged, and a Structure is
+returned. Draws and interpolations of the single-cell model therefore export as XYZ.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def _candidate_vectors(
     for z in np.unique(atomic_numbers[reliable]):
         pts = positions[reliable & (atomic_numbers == z)]
         parts.append((pts[None, :, :] - pts[:, None, :]).reshape(-1, 3))
+    if not parts:  # no atom away from the cube's faces
+        return np.zeros((0, 3))
     diff = np.concatenate(parts)
     length = np.linalg.norm(diff, axis=1)
     diff = diff[(length > 2 * tolerance) & (length <= max_length)]
@@ -237,19 +240,34 @@ def recover_lattice(
     )
 
 
+def placed_lattice(lattice: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Lattice vectors (rows, Å) of a cell placed with `rotation` in the cube frame: (3, 3)."""
+    return np.asarray(lattice, float) @ np.asarray(rotation, float).T
+
+
 def single_cell_structure(
-    positions: np.ndarray, atomic_numbers: np.ndarray, lattice: np.ndarray | None = None
+    positions: np.ndarray,
+    atomic_numbers: np.ndarray,
+    lattice: np.ndarray | None = None,
+    merge_tolerance_angstrom: float = 0.5,
 ) -> Molecule | Structure:
     """The crystal behind a decoded single unit cell: a Molecule without a lattice, else a Structure.
 
     Args:
         positions: (K, 3) Cartesian positions in Å in the cube frame.
         atomic_numbers: (K,) Z.
-        lattice: (3, 3) lattice vectors as rows in Å, in the cube frame (the rotation the cell was
-            placed with applied), or None when no lattice is known.
+        lattice: (3, 3) lattice vectors as rows in Å, in the cube frame (`placed_lattice` of the input's
+            cell and the rotation it was placed with), or None when no lattice is known.
+        merge_tolerance_angstrom: decoded atoms of one species that land closer than this once wrapped
+            into the cell (periodic images included) become one site at their mean.
     """
     positions = np.asarray(positions, float).reshape(-1, 3)
-    species = [int(z) for z in np.asarray(atomic_numbers).reshape(-1)]
+    species = np.asarray(atomic_numbers, dtype=np.int64).reshape(-1)
     if lattice is None:
-        return Molecule(species, positions)
-    return Structure(Lattice(np.asarray(lattice, float)), species, positions, coords_are_cartesian=True, to_unit_cell=True)
+        return Molecule([int(z) for z in species], positions)
+    lat = Lattice(np.asarray(lattice, float))
+    if len(species) == 0:
+        return Structure(lat, [], [])
+    frac = lat.get_fractional_coords(positions) % 1.0
+    frac, species, _ = _merge_sites(frac, species, np.ones(len(species), bool), lat, merge_tolerance_angstrom)
+    return Structure(lat, [int(z) for z in species], frac)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Molecule, Structure
 
-from crystal_explorer.lattice import recover_lattice, single_cell_structure
+from crystal_explorer.lattice import placed_lattice, recover_lattice, single_cell_structure
 from crystal_explorer.matching import structure_matcher
 from crystal_explorer.representation import place
 from crystal_explorer.segment import atoms_from_species_grid
@@ -73,3 +73,34 @@ def test_single_cell_with_its_lattice_is_the_crystal(monoclinic, rng):
     lattice_cube_frame = crystal.lattice @ placement.rotation.T  # rotate the cell vectors like the atoms
     structure = single_cell_structure(placement.positions, placement.atomic_numbers, lattice_cube_frame)
     assert structure_matcher().fit(monoclinic, structure)
+
+
+@pytest.mark.parametrize("name", ["rock_salt", "perovskite", "hexagonal", "monoclinic"])
+def test_single_cell_atoms_segmented_from_the_true_grid_wrap_into_the_crystal(name, request, rng):
+    structure = request.getfixturevalue(name)
+    crystal = crystal_arrays(structure)
+    placement = place(crystal, "single", rng)
+    atoms = atoms_from_species_grid(species_grid(placement.positions, placement.atomic_numbers))
+    cell = placed_lattice(crystal.lattice, placement.rotation)
+    wrapped = single_cell_structure(atoms.positions, atoms.atomic_numbers, cell)
+    assert len(wrapped) == len(crystal.atomic_numbers)
+    assert structure_matcher().fit(structure, wrapped)
+
+
+def test_single_cell_duplicates_merge_into_one_site(rock_salt, rng):
+    crystal = crystal_arrays(rock_salt)
+    placement = place(crystal, "single", rng)
+    cell = placed_lattice(crystal.lattice, placement.rotation)
+    # a decoding that sees one atom twice, once shifted by a lattice vector plus 0.2 Å of noise
+    extra = placement.positions[:1] + cell[0] + 0.2 / np.sqrt(3)
+    positions = np.vstack([placement.positions, extra])
+    numbers = np.concatenate([placement.atomic_numbers, placement.atomic_numbers[:1]])
+    wrapped = single_cell_structure(positions, numbers, cell)
+    assert len(wrapped) == len(crystal.atomic_numbers)
+    assert structure_matcher().fit(rock_salt, wrapped)
+
+
+def test_atoms_only_at_the_cube_faces_have_no_lattice(rng):
+    positions = rng.random((40, 3)) * 10.0
+    positions[:, 0] = rng.choice([0.1, 9.9], size=40)  # every atom within the edge margin of a face
+    assert recover_lattice(positions, np.full(40, 8)) is None
