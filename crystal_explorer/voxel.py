@@ -73,29 +73,34 @@ def density_grid(
     return rho.cpu().numpy() if is_numpy else rho
 
 
-def _species_owner(pos: torch.Tensor, z: torch.Tensor, grid: GridSpec) -> torch.Tensor:
-    """For each voxel, the index of the nearest atom within the species radius, else −1: (B, n³)."""
-    b, m = z.shape
+def _species_hits(pos: torch.Tensor, z: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Voxels within the species radius of an atom and the nearest such atom: flat voxel index into
+    (B·n³,) and atom index into N, one entry per voxel that has an atom (ties go to the lower index).
+
+    Only a 5³ stencil around each atom is visited, so the cost grows with the number of atoms, not
+    with the B·n³ voxels of the grid.
+    """
     n, h, r = grid.n_voxels, grid.voxel_size_angstrom, grid.species_radius_angstrom
     # the atom lies in voxel `base`; a voxel k steps away has its centre ≥ (|k| − ½)h from it
     reach = int(math.ceil(r / h + 0.5))
     offsets = torch.arange(-reach, reach + 1, device=pos.device)
-    stencil = torch.stack(torch.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3)
     base = torch.floor(pos / h).long()  # (B, N, 3) voxel holding the atom
-    idx = base[:, :, None, :] + stencil  # (B, N, K, 3)
-    d2 = (((idx.to(pos.dtype) + 0.5) * h - pos[:, :, None, :]) ** 2).sum(-1)  # (B, N, K)
-    inside = ((idx >= 0) & (idx < n)).all(-1)
-    keep = inside & (d2 <= r * r) & (z[:, :, None] > 0)
-    flat = (torch.arange(b, device=pos.device)[:, None, None] * n**3 + idx[..., 0] * n * n + idx[..., 1] * n
-            + idx[..., 2])
-    atom = torch.arange(m, device=pos.device)[None, :, None].expand_as(flat)
-    flat, d2, atom = flat[keep], d2[keep], atom[keep]
-    nearest = torch.full((b * n**3,), float("inf"), device=pos.device, dtype=pos.dtype)
-    nearest.scatter_reduce_(0, flat, d2, reduce="amin")
-    win = d2 <= nearest[flat]
-    owner = torch.full((b * n**3,), -1, device=pos.device, dtype=torch.long)
-    owner[flat[win]] = atom[win]
-    return owner.reshape(b, n**3)
+    idx = base[..., None] + offsets  # (B, N, 3, K) voxel indices along each axis
+    d2_axis = ((idx.to(pos.dtype) + 0.5) * h - pos[..., None]) ** 2  # (B, N, 3, K), separable
+    d2_axis = torch.where((idx >= 0) & (idx < n), d2_axis, torch.inf)  # outside the cube: never kept
+    d2 = d2_axis[:, :, 0, :, None, None] + d2_axis[:, :, 1, None, :, None] + d2_axis[:, :, 2, None, None, :]
+    keep = (d2 <= r * r) & (z[:, :, None, None, None] > 0)  # (B, N, K, K, K)
+    bi, atom, ix, iy, iz = keep.nonzero(as_tuple=True)
+    d2 = d2[bi, atom, ix, iy, iz]
+    flat = bi * n**3 + idx[bi, atom, 0, ix] * n * n + idx[bi, atom, 1, iy] * n + idx[bi, atom, 2, iz]
+    # nearest atom per voxel: order by distance, then (stably) by voxel, and keep each voxel's first entry
+    by_distance = torch.sort(d2, stable=True).indices
+    flat, atom = flat[by_distance], atom[by_distance]
+    by_voxel = torch.sort(flat, stable=True).indices
+    flat, atom = flat[by_voxel], atom[by_voxel]
+    first = torch.ones_like(flat, dtype=torch.bool)
+    first[1:] = flat[1:] != flat[:-1]
+    return flat[first], atom[first]
 
 
 def species_grid(positions: Array, atomic_numbers: Array, grid: GridSpec = GridSpec()) -> Array:
@@ -110,10 +115,11 @@ def species_grid(positions: Array, atomic_numbers: Array, grid: GridSpec = GridS
     """
     pos, z, is_numpy = _to_torch(positions, atomic_numbers)
     pos, z, squeeze = _batched(pos, z)
-    n = grid.n_voxels
-    owner = _species_owner(pos, z, grid)
-    zz = torch.cat([z.long(), torch.zeros_like(z[:, :1]).long()], 1)  # index −1 → the appended 0
-    s = torch.gather(zz, 1, torch.where(owner < 0, zz.shape[1] - 1, owner)).reshape(-1, n, n, n)
+    n, m = grid.n_voxels, z.shape[1]
+    flat, atom = _species_hits(pos, z, grid)
+    s = torch.zeros(z.shape[0] * n**3, dtype=torch.long, device=pos.device)
+    s[flat] = z.long().reshape(-1)[torch.div(flat, n**3, rounding_mode="floor") * m + atom]
+    s = s.reshape(-1, n, n, n)
     if squeeze:
         s = s[0]
     return s.cpu().numpy() if is_numpy else s
@@ -123,10 +129,10 @@ def visible_atoms(positions: Array, atomic_numbers: Array, grid: GridSpec = Grid
     """Which atoms own at least one voxel of S, i.e. what a perfect segmentation could recover: (B, N) bool."""
     pos, z, is_numpy = _to_torch(positions, atomic_numbers)
     pos, z, squeeze = _batched(pos, z)
-    owner = _species_owner(pos, z, grid)
-    seen = torch.zeros(z.shape[0], z.shape[1] + 1, dtype=torch.bool, device=pos.device)
-    seen.scatter_(1, torch.where(owner < 0, z.shape[1], owner), True)
-    seen = seen[:, :-1]
+    flat, atom = _species_hits(pos, z, grid)
+    seen = torch.zeros(z.shape[0] * z.shape[1], dtype=torch.bool, device=pos.device)
+    seen[torch.div(flat, grid.n_voxels**3, rounding_mode="floor") * z.shape[1] + atom] = True
+    seen = seen.reshape(z.shape)
     if squeeze:
         seen = seen[0]
     return seen.cpu().numpy() if is_numpy else seen
