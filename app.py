@@ -106,9 +106,10 @@ def interpolate(folder: str, key: str, _a: np.ndarray, _b: np.ndarray, steps: in
 
 
 @st.cache_data(show_spinner="Decoding samples…", max_entries=16)
-def sample(folder: str, n: int, seed: int, max_z: float | None) -> tuple[list[Decoded], np.ndarray]:
+def sample(folder: str, n: int, seed: int, max_z: float | None, prior: str | None = None
+           ) -> tuple[list[Decoded], np.ndarray]:
     model = load_model(folder)
-    decoded = model.sample(n, seed, max_z=max_z)
+    decoded = model.sample(n, seed, max_z=max_z, prior=prior)
     return decoded, model.realism(decoded)
 
 
@@ -344,7 +345,7 @@ def latent_page() -> None:
         base_id = f"{folder}|{arrays_key(arrays)}"
     else:
         seed = int(st.number_input("Draw seed", 0, 1_000_000, 0, key="latent_seed"))
-        base = np.random.default_rng(seed).standard_normal(model.latent_size).astype(np.float32)
+        base = model.draw(1, seed)[0]  # from the aggregate prior when the checkpoint has one
         base_id = f"{folder}|draw{seed}"
     ranked = ranked_dimensions(folder)
     dims = ranked[:N_SLIDER_DIMS]
@@ -407,11 +408,15 @@ def interpolation_page() -> None:
 
 def sample_page() -> None:
     st.title("Random draws from the prior")
-    folder, _, max_z = model_ui()
-    c1, c2 = st.columns(2)
+    folder, model, max_z = model_ui()
+    c1, c2, c3 = st.columns(3)
     n = int(c1.slider("Number of samples", 1, 16, 6, key="sample_n"))
     seed = int(c2.number_input("Seed", 0, 1_000_000, 0, key="sample_seed"))
-    decoded, realism = sample(folder, n, seed, max_z)
+    priors = ["aggregate", "standard"] if model.prior is not None else ["standard"]
+    prior = c3.radio("Prior", priors, horizontal=True, key="sample_prior",
+                     help="standard: z = ε ~ N(0, 1), the VAE's prior; aggregate: ε mapped onto the encodings of the "
+                          "training crystals (z = μ + Lε), where this low-β model's crystals actually lie")
+    decoded, realism = sample(folder, n, seed, max_z, prior)
     st.dataframe(pd.DataFrame({
         "sample": range(n), "atoms": [len(d.atoms.atomic_numbers) for d in decoded],
         "composition": [formula(d.atoms.atomic_numbers) for d in decoded],
@@ -432,7 +437,8 @@ def sample_page() -> None:
         real.append(plotting.nearest_neighbour_distances(p.positions[inside]))
     drawn = [plotting.nearest_neighbour_distances(d.atoms.positions) for d in decoded]
     if sum(len(d) for d in drawn) == 0:
-        st.info("The segmentation found fewer than two atoms in every sample, so only the examples are shown.")
+        hint = " Draws from the standard prior mostly decode to empty densities; try the aggregate prior." if prior == "standard" and len(priors) > 1 else ""
+        st.info("The segmentation found fewer than two atoms in every sample, so only the examples are shown." + hint)
     st.plotly_chart(plotting.distance_histogram_figure({"decoded samples": np.concatenate(drawn),
                                                         "built-in examples": np.concatenate(real)}), key="sample_nn")
 

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> dict:
     if model.conditional and max_z is None and args.command != "reconstruct":
         max_z = 30.0
     summary: dict = {"command": args.command, "checkpoint": str(args.checkpoint), "seed": args.seed}
+    if args.command == "sample":
+        summary["prior"] = args.prior or model.default_prior
     if args.command == "reconstruct":
         crystal = _read(args.cif, args.majority_species)
         rec = model.reconstruct(crystal, seed=args.seed)
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> dict:
     elif args.command == "sample":
         decoded = []
         for start in tqdm(range(0, args.n, 32), desc="sampling", unit=" batch", disable=args.n <= 32):
-            decoded += model.sample(min(32, args.n - start), seed=args.seed + start, max_z=max_z)
+            decoded += model.sample(min(32, args.n - start), seed=args.seed + start, max_z=max_z, prior=args.prior)
         scores = model.realism(decoded)
         summary["samples"] = []
         for i, (d, s) in enumerate(tqdm(list(zip(decoded, scores, strict=True)), desc="writing", disable=args.n <= 32)):
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.cif:
             z = model.encode(_read(args.cif, args.majority_species), seed=args.seed).mean
         else:
-            z = np.random.default_rng(args.seed).standard_normal(model.latent_size)
+            z = model.draw(1, args.seed)[0]
         values = np.linspace(-3, 3, args.frames)
         frames, diffs = model.traverse(z, args.dim, values, max_z=max_z)
         summary["frames"] = []
@@ -114,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("reconstruct", parents=[common], help="encode and decode one crystal")
     p.add_argument("cif")
-    p = sub.add_parser("sample", parents=[common], help="decode draws z ~ N(0, 1)")
+    p = sub.add_parser("sample", parents=[common], help="decode random draws (ε ~ N(0, 1); see --prior)")
     p.add_argument("--n", type=int, default=8)
+    p.add_argument("--prior", choices=("aggregate", "standard"),
+                   help="aggregate: ε mapped onto the training encodings (default when the checkpoint has one); "
+                        "standard: z = ε")
     p.add_argument("--max-z", type=float, help="conditional model: the heaviest element to aim for")
     p = sub.add_parser("interpolate", parents=[common], help="decode the path between two crystals")
     p.add_argument("cif_a")

@@ -19,6 +19,7 @@ from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.metrics import Comparison, compare
 from crystal_explorer.models import CrystalVAE
+from crystal_explorer.prior import PRIORS, LatentPrior
 from crystal_explorer.representation import Placement, batch_grids, pad_batch, place
 from crystal_explorer.segment import Atoms, atoms_from_species_grid
 from crystal_explorer.voxel import visible_atoms
@@ -68,12 +69,19 @@ class CrystalModel:
     metadata: dict
     device: torch.device
     grid: GridSpec = GridSpec()
+    prior: LatentPrior | None = None  # the aggregate posterior of the training crystals, when fitted
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, device: str | None = None) -> CrystalModel:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         network, meta = load_model(folder, device)
-        return cls(network, meta, torch.device(device))
+        prior = LatentPrior.load(folder, network.config.latent_size)
+        return cls(network, meta, torch.device(device), prior=prior)
+
+    @property
+    def default_prior(self) -> str:
+        """'aggregate' when the checkpoint has a fitted latent prior, else 'standard'."""
+        return "aggregate" if self.prior is not None else "standard"
 
     @property
     def representation(self) -> str:
@@ -159,10 +167,26 @@ class CrystalModel:
         return Reconstruction(encoded, decoded, compare_with_truth(encoded, decoded, self.grid))
 
     # --- exploring --------------------------------------------------------------------------------
-    def sample(self, n: int, seed: int = 0, max_z: float | None = None, temperature: float = 1.0) -> list[Decoded]:
-        """Decode n draws z ~ N(0, temperature²) (reproducible for a seed)."""
-        latents = np.random.default_rng(seed).standard_normal((n, self.latent_size)) * temperature
-        return self.decode(latents, max_z=max_z)
+    def draw(self, n: int, seed: int = 0, temperature: float = 1.0, prior: str | None = None) -> np.ndarray:
+        """n latents (n, L) from ε ~ N(0, temperature²), reproducible for a seed.
+
+        `prior` 'standard' returns ε itself (the VAE's prior); 'aggregate' maps it onto the training
+        crystals' encodings, z = μ + L ε (`crystal_explorer.prior`); default: aggregate when fitted.
+        """
+        prior = prior or self.default_prior
+        if prior not in PRIORS:
+            raise CrystalExplorerError(f"unknown prior {prior!r}; choose from {PRIORS}")
+        rng = np.random.default_rng(seed)
+        if prior == "standard":
+            return (rng.standard_normal((n, self.latent_size)) * temperature).astype(np.float32)
+        if self.prior is None:
+            raise CrystalExplorerError("this checkpoint has no fitted latent prior (python -m train.fit_prior)")
+        return self.prior.draw(n, rng, temperature)
+
+    def sample(self, n: int, seed: int = 0, max_z: float | None = None, temperature: float = 1.0,
+               prior: str | None = None) -> list[Decoded]:
+        """Decode n draws (see `draw`), reproducible for a seed."""
+        return self.decode(self.draw(n, seed, temperature, prior), max_z=max_z)
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int, spherical: bool = False,
                     max_z: float | None = None) -> list[Decoded]:

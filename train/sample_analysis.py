@@ -1,6 +1,7 @@
 """`python -m train.sample_analysis`: how physical are random draws? (Hoffmann et al. §4.4, §9, Fig. 9A).
 
-Decodes N draws z ~ N(0, 1) and compares them with held-out real crystals: the nearest-neighbour distance
+Decodes N draws (ε ~ N(0, 1), used as z itself — the standard prior — and, when the checkpoint has a fitted
+latent prior, mapped onto the training encodings — the aggregate prior) and compares them with held-out real crystals: the nearest-neighbour distance
 histograms (Wasserstein-1 distance between them), the fraction of draws with no two atoms closer than
 0.5 Å (the usual validity criterion), and the realism score (`CrystalModel.realism`) of real decodings,
 random draws and out-of-distribution inputs (a random gas of atoms with random Z). Writes OUT/samples.json
@@ -59,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             break
     real_dec = [model.decode(e.mean, condition=model.condition_for(density=e.density))[0] for e in tqdm(real_enc, desc="real")]
     max_z = args.max_z if model.conditional else None
-    random_dec = []
-    for start in tqdm(range(0, args.n, 32), desc="random draws", unit=" batch"):
-        random_dec += model.sample(min(32, args.n - start), seed=args.seed + 1 + start, max_z=max_z)
+    priors = ["standard"] + (["aggregate"] if model.prior is not None else [])
+    random_dec: dict[str, list] = {}
+    for prior in priors:
+        random_dec[prior] = []
+        for start in tqdm(range(0, args.n, 32), desc=f"random draws ({prior} prior)", unit=" batch"):
+            random_dec[prior] += model.sample(min(32, args.n - start), seed=args.seed + 1 + start, max_z=max_z, prior=prior)
     gas = []
     for _ in range(min(args.n_real, 50)):
         n_atoms = int(rng.integers(4, 30))
@@ -69,22 +73,34 @@ def main(argv: list[str] | None = None) -> int:
     ood_enc = model.encode_placements(gas)
     ood_dec = [model.decode(e.mean, condition=model.condition_for(density=e.density))[0] for e in ood_enc]
 
-    nn_true = np.concatenate([nearest_neighbour_distances(e.placement.positions[((e.placement.positions >= 0) & (e.placement.positions <= 10)).all(1)]) for e in real_enc])
-    nn_random = np.concatenate([nearest_neighbour_distances(d.atoms.positions) for d in random_dec])
+    def inside(positions: np.ndarray) -> np.ndarray:
+        return positions[((positions >= 0) & (positions <= model.grid.box_size_angstrom)).all(1)]
+
+    nn_true = np.concatenate([nearest_neighbour_distances(inside(e.placement.positions)) for e in real_enc])
     nn_real_dec = np.concatenate([nearest_neighbour_distances(d.atoms.positions) for d in real_dec])
-    valid = [len(d.atoms) > 0 and (len(d.atoms) < 2 or nearest_neighbour_distances(d.atoms.positions).min() >= 0.5) for d in random_dec]
-    realism = {name: model.realism(ds) for name, ds in (("real", real_dec), ("random", random_dec), ("out_of_distribution", ood_dec))}
+    realism = {"real": model.realism(real_dec), "out_of_distribution": model.realism(ood_dec)}
+    nn_random, draws = {}, {}
+    for prior, decoded in random_dec.items():
+        nn_random[prior] = np.concatenate([nearest_neighbour_distances(d.atoms.positions) for d in decoded])
+        valid = [len(d.atoms) > 0 and (len(d.atoms) < 2 or nearest_neighbour_distances(d.atoms.positions).min() >= 0.5)
+                 for d in decoded]
+        realism[f"random_{prior}_prior"] = model.realism(decoded)
+        draws[prior] = {
+            "n": len(decoded),
+            "with_atoms_fraction": float(np.mean([len(d.atoms) > 0 for d in decoded])),
+            "valid_fraction_min_distance_0.5A": float(np.mean(valid)),
+            "mean_atoms": float(np.mean([len(d.atoms) for d in decoded])),
+            "nearest_neighbour_wasserstein_vs_true_A": (
+                float(wasserstein_distance(nn_random[prior], nn_true)) if len(nn_random[prior]) else None),
+        }
     result = {
         "checkpoint": args.checkpoint,
-        "n_random": len(random_dec),
         "n_real": len(real_dec),
-        "random_with_atoms_fraction": float(np.mean([len(d.atoms) > 0 for d in random_dec])),
-        "valid_fraction_min_distance_0.5A": float(np.mean(valid)),
-        "mean_atoms_random": float(np.mean([len(d.atoms) for d in random_dec])),
-        "mean_atoms_real_true": float(np.mean([len(e.placement.atomic_numbers) for e in real_enc])),
-        "nearest_neighbour_wasserstein_random_vs_true_A": float(wasserstein_distance(nn_random, nn_true)) if len(nn_random) else None,
+        "mean_atoms_real_true": float(np.mean([len(inside(e.placement.positions)) for e in real_enc])),
+        "mean_atoms_real_decoded": float(np.mean([len(d.atoms) for d in real_dec])),
         "nearest_neighbour_wasserstein_real_decoded_vs_true_A": float(wasserstein_distance(nn_real_dec, nn_true)) if len(nn_real_dec) else None,
-        "realism": {k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in realism.items()},
+        "random_draws": draws,
+        "realism": {k: {"mean": float(v.mean()), "median": float(np.median(v)), "std": float(v.std())} for k, v in realism.items()},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     fig, ax = plt.subplots(figsize=(5, 4))
     bins = np.linspace(0, 5, 51)
     ax.hist(nn_true, bins, density=True, alpha=0.5, color="red", label="real crystals")
-    ax.hist(nn_random, bins, density=True, alpha=0.5, color="blue", label="decoded z ~ N(0, 1)")
+    for (prior, nn), colour in zip(nn_random.items(), ("grey", "blue"), strict=False):
+        if len(nn):
+            ax.hist(nn, bins, density=True, alpha=0.5, color=colour, label=f"decoded draws ({prior} prior)")
     ax.set(xlabel="nearest-neighbour distance (Å)", ylabel="density", title="Fig. 9A")
     ax.legend()
     fig.tight_layout()
