@@ -422,7 +422,7 @@ def sample_page() -> None:
         "composition": [formula(d.atoms.atomic_numbers) for d in decoded],
         "max density (Z units)": [float(d.density.max()) for d in decoded], "realism": realism,
     }), hide_index=True)
-    st.caption("Realism: exp(−‖E(D(z)) − z‖² / L), near 1 when the decoding re-encodes to its own latent.")
+    st.caption("Realism: exp(−‖D(E(x)) − x‖² / ‖x‖²) of the decoded density x, near 1 when encoding and decoding it again leaves it unchanged.")
 
     which = int(st.selectbox("Show sample", range(n), key="sample_show"))
     level, opacity = level_ui("sample", [decoded[which].density])

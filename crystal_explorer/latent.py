@@ -217,17 +217,25 @@ class CrystalModel:
 
     @torch.no_grad()
     def realism(self, decoded: list[Decoded]) -> np.ndarray:
-        """Self-consistency score in (0, 1]: exp(−‖E(D(z)) − z‖² / L) with E the posterior mean.
+        """Round-trip score in (0, 1]: exp(−‖D(E(x)) − x‖² / ‖x‖²) for each decoded density x.
 
-        A decoding that looks like the crystals the model was trained on is (nearly) a fixed point of
-        the auto-encoder; a latent off the data manifold decodes to a density that re-encodes elsewhere.
+        A density like those the model was trained on is (nearly) a fixed point of the auto-encoder; one off
+        the data manifold (a draw between crystals, a random gas of atoms) changes when encoded and decoded
+        again. The error is relative to the density's own size, so an empty decoding scores low, not high.
+        An earlier latent-space version, exp(−‖E(D(z)) − z‖² / L), ranked near-empty decodings of
+        N(0, 1) draws above draws that hold atoms, and was dropped.
         """
         if not decoded:
             return np.zeros(0)
         x = torch.from_numpy(np.stack([d.density for d in decoded]) / self.scale).float()[:, None].to(self.device)
         mean, _ = self.network.encode(x)
-        z = torch.from_numpy(np.stack([d.latent for d in decoded])).float().to(self.device)
-        return torch.exp(-((mean - z) ** 2).sum(1) / self.latent_size).cpu().numpy()
+        condition = None
+        if self.conditional:
+            condition = x.amax(dim=(1, 2, 3, 4)).clamp_min(1e-3)[:, None]
+        again = self.network.decode(mean, condition)
+        error = ((again - x) ** 2).sum(dim=(1, 2, 3, 4))
+        size = (x**2).sum(dim=(1, 2, 3, 4)).clamp_min(1e-12)
+        return torch.exp(-error / size).cpu().numpy()
 
 
 def compare_with_truth(encoded: Encoded, decoded: Decoded, grid: GridSpec = GridSpec()) -> Comparison:

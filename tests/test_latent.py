@@ -45,6 +45,13 @@ def test_same_seed_same_samples_and_realism_in_range(model):
     assert scores.shape == (2,) and np.all((scores > 0) & (scores <= 1))
 
 
+def test_realism_scores_an_empty_decoding_low(model):
+    # The error is relative to the density's own size: an empty cube cannot look like a crystal.
+    sample = model.sample(1, seed=3)[0]
+    empty = sample._replace(density=np.zeros_like(sample.density))
+    assert model.realism([empty])[0] < 1e-3
+
+
 def test_traverse_returns_frames_and_zero_difference_at_the_original_value(model, perovskite):
     z = model.encode(crystal_arrays(perovskite)).mean
     values = np.array([-3.0, z[5], 3.0])
