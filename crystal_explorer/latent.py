@@ -99,6 +99,22 @@ class CrystalModel:
     def scale(self) -> float:
         return self.network.config.density_scale
 
+    @property
+    def background_offset(self) -> float:
+        """Subtracted from the background logit before the argmax (0 = plain argmax).
+
+        Chosen on the validation split by `python -m train.calibrate` and stored in model.json under
+        "segmentation": an under-trained U-Net calls too many faint atom voxels background.
+        """
+        return float(self.metadata.get("segmentation", {}).get("background_logit_offset", 0.0))
+
+    def segment_scores(self, density: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, C, n, n, n) of network-scaled densities (B, 1, n, n, n), background offset applied."""
+        scores = self.network.segment(density).float()
+        if self.background_offset:
+            scores[:, 0] -= self.background_offset
+        return scores
+
     # --- encoding -------------------------------------------------------------------------------
     def place(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Placement:
         """Place a crystal in the cube as this model's representation, seeded; raises if it cannot fit."""
@@ -150,7 +166,7 @@ class CrystalModel:
             if cond is not None:
                 cond = cond.expand(len(z), 1)
             density = self.network.decode(z, cond)
-            probs = torch.softmax(self.network.segment(density).float(), 1)
+            probs = torch.softmax(self.segment_scores(density), 1)
             confidence, species = probs.max(1)
             density = (density[:, 0] * self.scale).cpu().numpy()
             species, confidence = species.cpu().numpy(), confidence.cpu().numpy()

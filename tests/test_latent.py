@@ -89,3 +89,16 @@ def test_conditional_model_needs_and_uses_a_target():
         model.sample(1, seed=0)
     light, heavy = model.sample(1, seed=0, max_z=8), model.sample(1, seed=0, max_z=80)
     assert heavy[0].density.max() > light[0].density.max()
+
+
+def test_background_offset_moves_the_segmentation(model):
+    z = model.draw(1, seed=0)
+    meta = model.metadata
+    try:
+        model.metadata = {**meta, "segmentation": {"background_logit_offset": -1e4}}
+        assert len(model.decode(z)[0].atoms) == 0  # everything background
+        model.metadata = {**meta, "segmentation": {"background_logit_offset": 1e4}}
+        decoded = model.decode(z)[0]
+        assert (decoded.species > 0).all() and len(decoded.atoms) == 1  # one component fills the cube
+    finally:
+        model.metadata = meta

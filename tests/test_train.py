@@ -168,3 +168,22 @@ def test_evaluation_of_a_missing_checkpoint_exits_with_one_line(run_setup, tmp_p
     assert main(["--checkpoint", str(tmp_path / "nothing"), "--data", str(csv), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def test_calibration_sweeps_offsets_and_stores_the_choice(first_run, run_setup, tmp_path, capsys):
+    import shutil
+
+    from crystal_explorer.latent import CrystalModel
+    from train.calibrate import OFFSETS, main
+
+    code, run_dir = first_run
+    assert code == 0
+    _, csv, _ = run_setup
+    folder = tmp_path / "model"
+    shutil.copytree(run_dir / "export", folder)
+    assert main(["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "3", "--write"]) == 0
+    segmentation = json.loads((folder / "model.json").read_text())["segmentation"]
+    assert set(segmentation["sweep"]) == {str(b) for b in OFFSETS}
+    assert segmentation["background_logit_offset"] in OFFSETS and segmentation["n_structures"] == 3
+    assert CrystalModel.from_checkpoint(folder, device="cpu").background_offset == segmentation["background_logit_offset"]
+    assert "chosen background offset" in capsys.readouterr().out
