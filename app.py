@@ -304,9 +304,21 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
-def reset_sliders(dims: list[int], base: np.ndarray) -> None:
+def standardised(folder: str, base: np.ndarray) -> np.ndarray:
+    """Latent coordinates in units of the model's prior spread: (z − centre) / spread."""
+    centre, spread = load_model(folder).axes()
+    return (np.asarray(base, float) - centre) / spread
+
+
+def slider_range(value: float) -> tuple[float, float]:
+    """±4 prior σ, widened to hold a start point that lies further out."""
+    return min(-4.0, np.floor(value)), max(4.0, np.ceil(value))
+
+
+def reset_sliders(folder: str, dims: list[int], base: np.ndarray) -> None:
+    u = standardised(folder, base)
     for d in dims:
-        st.session_state[f"dim_{d}"] = float(np.clip(round(float(base[d]), 2), -4.0, 4.0))
+        st.session_state[f"dim_{d}"] = round(float(u[d]), 2)
 
 
 @st.fragment
@@ -314,13 +326,17 @@ def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, dims: list[in
     """Sliders for the most used latent dimensions; a move reruns only this fragment and re-decodes."""
     try:
         if st.session_state.get("latent_base_id") != base_id:
-            reset_sliders(dims, base)
+            reset_sliders(folder, dims, base)
             st.session_state["latent_base_id"] = base_id
-        st.button("Reset to the start point", icon=":material/restart_alt:", on_click=reset_sliders, args=(dims, base), key="latent_reset")
+        st.button("Reset to the start point", icon=":material/restart_alt:", on_click=reset_sliders,
+                  args=(folder, dims, base), key="latent_reset")
+        centre, spread = load_model(folder).axes()
+        start = standardised(folder, base)
         z = np.array(base, np.float32)
         cols = st.columns(4)
         for i, d in enumerate(dims):
-            z[d] = cols[i % 4].slider(f"z[{d}]", -4.0, 4.0, step=0.05, key=f"dim_{d}")
+            u = cols[i % 4].slider(f"z[{d}] (prior σ)", *slider_range(start[d]), step=0.05, key=f"dim_{d}")
+            z[d] = centre[d] + u * spread[d]
         decoded = load_model(folder).decode(z, max_z=max_z)[0]
         st.caption(f"Decoded {len(decoded.atoms.atomic_numbers)} atoms: {formula(decoded.atoms.atomic_numbers)} · "
                    f"max density {decoded.density.max():.1f} Z units")
@@ -349,7 +365,8 @@ def latent_page() -> None:
         base_id = f"{folder}|draw{seed}"
     ranked = ranked_dimensions(folder)
     dims = ranked[:N_SLIDER_DIMS]
-    st.caption(f"Sliders for the {len(dims)} dimensions with the largest KL to the prior over the built-in examples.")
+    st.caption(f"Sliders for the {len(dims)} dimensions with the largest KL to the prior over the built-in examples, "
+               "in units of the prior's spread: 0 is the prior's centre, ±1 one standard deviation.")
     latent_sliders_ui(folder, base, base_id, dims, max_z)
 
     st.subheader("Traversal of one dimension")
@@ -358,9 +375,10 @@ def latent_page() -> None:
     z_index = right.slider("z-slice (voxel)", 0, 29, 15, key="traverse_z")
     values = (-3.0, -1.5, 0.0, 1.5, 3.0)
     differences = traverse(folder, base_id, base, dim, values, max_z)
-    st.plotly_chart(plotting.difference_slices_figure(differences, [f"z[{dim}] = {v:+.1f}" for v in values], z_index),
+    st.plotly_chart(plotting.difference_slices_figure(differences, [f"z[{dim}] = μ {v:+.1f}σ" for v in values], z_index),
                     key="traverse_fig")
-    st.caption("Decoded density minus the unaltered decoding (red: more, blue: less), one z-slice.")
+    st.caption("Decoded density minus the unaltered decoding (red: more, blue: less), one z-slice; the coordinate "
+               "is set to the prior's centre plus −3 to 3 of its standard deviations.")
 
 
 def interpolation_page() -> None:
@@ -443,6 +461,40 @@ def sample_page() -> None:
                                                         "built-in examples": np.concatenate(real)}), key="sample_nn")
 
 
+FIGURES = {"atom_counts": "Atom counts", "distance_percentiles": "Distances", "species": "Species",
+           "voxel_parity": "Voxel parity"}
+METRIC_ROWS = {  # key in metrics.json → (label, paper's single-cell figure, paper's lattice figure)
+    "atoms_within_0.5A": ("true atoms within 0.5 Å", "99 %", "—"),
+    "pred_atoms_within_0.5A": ("decoded atoms within 0.5 Å of a true one", "—", "—"),
+    "count_exact": ("exact atom count", "90 %", "—"),
+    "count_within_2": ("atom count within ±2", "—", "—"),
+    "species_exact": ("species exact (pairs within 0.5 Å)", "66 %", "65.4 %"),
+    "species_within_2": ("species within ±2", "98 %", "—"),
+    "match_rate": ("StructureMatcher match rate", "—", "—"),
+    "valid_fraction": ("valid (no atoms closer than 0.5 Å)", "—", "—"),
+}
+
+
+def metrics_table(metrics: dict, representation: str) -> pd.DataFrame:
+    """Headline held-out metrics as percentages: overall, per data source, and the paper's figure."""
+    sources = metrics.get("per_source", {})
+    rows = []
+    for key, (label, paper_single, paper_lattice) in METRIC_ROWS.items():
+        if metrics.get(key) is None:
+            continue
+        row = {"metric": label, "all": f"{100 * metrics[key]:.1f} %"}
+        for name, values in sources.items():
+            value = values.get(key)
+            row[name.split(".")[0]] = "—" if value is None else f"{100 * value:.1f} %"
+        row["paper"] = paper_single if representation == "single" else paper_lattice
+        rows.append(row)
+    median = (metrics.get("distance_percentiles_true_to_pred") or {}).get("50")
+    if median is not None:
+        rows.append({"metric": "median true → decoded distance", "all": f"{median:.2f} Å",
+                     "paper": "—" if representation == "single" else "0.2 Å"})
+    return pd.DataFrame(rows).fillna("—")
+
+
 def model_page() -> None:
     st.title("The model")
     folder, model, _ = model_ui()
@@ -457,8 +509,17 @@ def model_page() -> None:
         st.write("**Data:** " + ", ".join(data.get("sources", [])) + f" · split {data.get('split', '')}")
     metrics_file = ROOT / folder / "metrics.json"
     if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
         st.subheader("Held-out metrics")
-        st.json(json.loads(metrics_file.read_text()))
+        st.caption(f"{metrics.get('n_structures', '?')} crystals of the {metrics.get('split', '?')} split "
+                   f"({metrics.get('n_skipped', 0)} skipped: do not fit the cube), from `python -m train.evaluate`.")
+        st.dataframe(metrics_table(metrics, model.representation), hide_index=True)
+        figures = [f for f in FIGURES if (ROOT / folder / f"{f}.png").is_file()]
+        if figures:
+            for tab, name in zip(st.tabs([FIGURES[f] for f in figures]), figures, strict=True):
+                tab.image(str(ROOT / folder / f"{name}.png"))
+        with st.expander("All metrics (metrics.json)"):
+            st.json(metrics)
     else:
         st.info("No held-out metrics (metrics.json) for this checkpoint yet.")
     log_file = ROOT / folder / "train_log.csv"

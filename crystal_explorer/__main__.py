@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         summary["frames"] = []
         for i, (d, diff, v) in enumerate(zip(frames, diffs, values, strict=True)):
             info = _write_decoded(model, d, out, f"dim{args.dim}_{i:02d}")
-            summary["frames"].append({**info, "value": float(v), "max_abs_density_change": float(np.abs(diff).max())})
+            summary["frames"].append({**info, "value_prior_sigma": float(v), "max_abs_density_change": float(np.abs(diff).max())})
     from crystal_explorer.metrics import json_safe
 
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--spherical", action="store_true")
     p.add_argument("--max-z", type=float)
-    p = sub.add_parser("traverse", parents=[common], help="move one latent coordinate from -3 to 3")
+    p = sub.add_parser("traverse", parents=[common], help="move one latent coordinate from -3 to 3 prior standard deviations about the prior's centre")
     p.add_argument("cif", nargs="?", help="start from this crystal's encoding (default: a random draw)")
     p.add_argument("--dim", type=int, default=0)
     p.add_argument("--frames", type=int, default=7)

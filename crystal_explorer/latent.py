@@ -213,14 +213,24 @@ class CrystalModel:
         path = np.stack([slerp(a, b, t) if spherical else (1 - t) * a + t * b for t in ts])
         return self.decode(path, max_z=max_z)
 
+    def axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centre and spread (L,) of each latent coordinate under the default prior: μ and √diag Σ of the
+        fitted aggregate prior, or 0 and 1 for N(0, 1). Traversals and sliders count in these units."""
+        if self.prior is None:
+            return np.zeros(self.latent_size), np.ones(self.latent_size)
+        return self.prior.mean.copy(), np.sqrt((self.prior.scale_tril**2).sum(1))
+
     def traverse(self, z: np.ndarray, dim: int, values: np.ndarray, max_z: float | None = None
                  ) -> tuple[list[Decoded], list[np.ndarray]]:
-        """Set latent coordinate `dim` to each value; returns decodings and their density minus the unaltered one."""
+        """Set latent coordinate `dim` to centre + v · spread for each v in `values` (see `axes`; −3 to 3
+        spans the prior's ±3σ, as the paper's −3 to 3 does for N(0, 1)); returns the decodings and their
+        density minus the unaltered decoding's."""
         if not 0 <= dim < self.latent_size:
             raise CrystalExplorerError(f"latent dimension {dim} is outside 0..{self.latent_size - 1}")
+        centre, spread = self.axes()
         base = self.decode(z, max_z=max_z)[0]
         path = np.repeat(np.asarray(z, np.float32)[None], len(values), 0)
-        path[:, dim] = values
+        path[:, dim] = centre[dim] + np.asarray(values, np.float64) * spread[dim]
         frames = self.decode(path, max_z=max_z)
         return frames, [f.density - base.density for f in frames]
 

@@ -58,6 +58,16 @@ def test_latent_slider_redecodes() -> None:
     assert at.slider(key=sliders[0].key).value != 3.95
 
 
+def test_latent_sliders_start_at_the_encoded_crystal() -> None:
+    # the sliders count in prior σ and widen to hold the encoding, so the start decoding is the reconstruction
+    reconstructed = open_page()
+    decoded = next(m.value for m in reconstructed.metric if m.label == "Decoded atoms")
+    formula = next(c.value for c in reconstructed.caption if "decoded: " in c.value).split("decoded: ")[1].split(" ")[0]
+    explorer = open_page("latent")
+    caption = next(c.value for c in explorer.caption if c.value.startswith("Decoded "))
+    assert caption.startswith(f"Decoded {decoded} atoms: {formula} ")
+
+
 def test_interpolation_produces_frames() -> None:
     at = open_page("interpolation")
     assert not at.error, [e.value for e in at.error]
@@ -79,3 +89,12 @@ def test_model_page_shows_loss_curves() -> None:
     at = open_page("model")
     assert not at.error
     assert any(trace.get("name") == "val/reconstruction" for spec in plotly_specs(at) for trace in spec["data"])
+
+
+def test_model_page_tabulates_the_held_out_metrics() -> None:
+    at = open_page("model")
+    metrics = json.loads((Path(APP).parent / "checkpoints" / "single_cell" / "metrics.json").read_text())
+    table = at.dataframe[0].value
+    row = table[table["metric"] == "exact atom count"].iloc[0]
+    assert row["all"] == f"{100 * metrics['count_exact']:.1f} %" and row["paper"] == "90 %"
+    assert {"mp_ground_states", "perov_5_val", "carbon_24_val"} <= set(table.columns)

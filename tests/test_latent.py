@@ -54,7 +54,8 @@ def test_realism_scores_an_empty_decoding_low(model):
 
 def test_traverse_returns_frames_and_zero_difference_at_the_original_value(model, perovskite):
     z = model.encode(crystal_arrays(perovskite)).mean
-    values = np.array([-3.0, z[5], 3.0])
+    centre, spread = model.axes()
+    values = np.array([-3.0, (z[5] - centre[5]) / spread[5], 3.0])  # in units of the prior's spread
     frames, diffs = model.traverse(z, 5, values)
     assert len(frames) == len(diffs) == 3
     assert np.abs(diffs[1]).max() < 1e-4
