@@ -4,7 +4,8 @@ Decodes N draws (ε ~ N(0, 1), used as z itself — the standard prior — and, 
 latent prior, mapped onto the training encodings — the aggregate prior) and compares them with held-out real crystals: the nearest-neighbour distance
 histograms (Wasserstein-1 distance between them), the fraction of draws with no two atoms closer than
 0.5 Å (the usual validity criterion), and the realism score (`CrystalModel.realism`) of real decodings,
-random draws and out-of-distribution inputs (a random gas of atoms with random Z). Writes OUT/samples.json
+random draws and out-of-distribution inputs (a random gas of atoms with random Z), with the ROC AUC of
+telling real decodings from each of the others by that score. Writes OUT/samples.json
 and OUT/nearest_neighbours.png.
 """
 
@@ -25,6 +26,16 @@ def nearest_neighbour_distances(positions: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     d, _ = cKDTree(positions).query(positions, k=2)
     return d[:, 1]
+
+
+def auc(higher: np.ndarray, lower: np.ndarray) -> float | None:
+    """P(a score from `higher` exceeds one from `lower`), ties counting half: the ROC AUC of telling them apart."""
+    higher, lower = np.asarray(higher, float), np.asarray(lower, float)
+    if not len(higher) or not len(lower):
+        return None
+    above = (higher[:, None] > lower[None]).mean()
+    ties = (higher[:, None] == lower[None]).mean()
+    return float(above + 0.5 * ties)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         "mean_atoms_real_decoded": float(np.mean([len(d.atoms) for d in real_dec])),
         "nearest_neighbour_wasserstein_real_decoded_vs_true_A": float(wasserstein_distance(nn_real_dec, nn_true)) if len(nn_real_dec) else None,
         "random_draws": draws,
-        "realism": {k: {"mean": float(v.mean()), "median": float(np.median(v)), "std": float(v.std())} for k, v in realism.items()},
+        "realism": {k: {"mean": float(v.mean()), "median": float(np.median(v)), "std": float(v.std()),
+                        "auc_real_above": None if k == "real" else auc(realism["real"], v)}
+                    for k, v in realism.items()},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
