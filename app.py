@@ -440,7 +440,9 @@ def sample_page() -> None:
         "composition": [formula(d.atoms.atomic_numbers) for d in decoded],
         "max density (Z units)": [float(d.density.max()) for d in decoded], "realism": realism,
     }), hide_index=True)
-    st.caption("Realism: exp(−‖D(E(x)) − x‖² / ‖x‖²) of the decoded density x, near 1 when encoding and decoding it again leaves it unchanged.")
+    st.caption("Realism: exp(−(e_density + e_atoms)), with e the relative error ‖D(E(x)) − x‖² / ‖x‖² of encoding and "
+               "decoding again the decoded density and the ideal density of its segmented atoms; near 1 when both are "
+               "fixed points of the model, 0 when segmentation found no atoms.")
 
     which = int(st.selectbox("Show sample", range(n), key="sample_show"))
     level, opacity = level_ui("sample", [decoded[which].density])

@@ -242,26 +242,36 @@ class CrystalModel:
         return np.argsort(-kl)
 
     @torch.no_grad()
-    def realism(self, decoded: list[Decoded]) -> np.ndarray:
-        """Round-trip score in (0, 1]: exp(−‖D(E(x)) − x‖² / ‖x‖²) for each decoded density x.
-
-        A density like those the model was trained on is (nearly) a fixed point of the auto-encoder; one off
-        the data manifold (a draw between crystals, a random gas of atoms) changes when encoded and decoded
-        again. The error is relative to the density's own size, so an empty decoding scores low, not high.
-        An earlier latent-space version, exp(−‖E(D(z)) − z‖² / L), ranked near-empty decodings of
-        N(0, 1) draws above draws that hold atoms, and was dropped.
-        """
-        if not decoded:
-            return np.zeros(0)
-        x = torch.from_numpy(np.stack([d.density for d in decoded]) / self.scale).float()[:, None].to(self.device)
+    def round_trip_error(self, x: torch.Tensor) -> torch.Tensor:
+        """‖D(E(x)) − x‖² / ‖x‖² per network-scaled density (B, 1, n, n, n); E the posterior mean."""
         mean, _ = self.network.encode(x)
-        condition = None
-        if self.conditional:
-            condition = x.amax(dim=(1, 2, 3, 4)).clamp_min(1e-3)[:, None]
+        condition = x.amax(dim=(1, 2, 3, 4)).clamp_min(1e-3)[:, None] if self.conditional else None
         again = self.network.decode(mean, condition)
-        error = ((again - x) ** 2).sum(dim=(1, 2, 3, 4))
-        size = (x**2).sum(dim=(1, 2, 3, 4)).clamp_min(1e-12)
-        return torch.exp(-error / size).cpu().numpy()
+        return ((again - x) ** 2).sum(dim=(1, 2, 3, 4)) / (x**2).sum(dim=(1, 2, 3, 4)).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def realism(self, decoded: list[Decoded]) -> np.ndarray:
+        """Round-trip score in [0, 1]: exp(−(e_density + e_atoms)), 0 for a decoding with no atoms.
+
+        e_density is the relative round-trip error ‖D(E(x)) − x‖² / ‖x‖² of the decoded density x, and
+        e_atoms the same for the density of eq. (1) drawn from the decoding's segmented atoms: the crystal
+        the decoding claims. A density like the training data is nearly a fixed point of the auto-encoder,
+        and so is the ideal density of its atoms when segmentation found real atoms; a draw off the data
+        manifold, or a smooth blob the segmentation finds no atoms in, fails one or the other. An earlier
+        latent-space version, exp(−‖E(D(z)) − z‖² / L), ranked empty decodings above ones with atoms and
+        was dropped; the density term alone scored atom-less lattice blobs as real.
+        """
+        scores = np.zeros(len(decoded))
+        keep = [i for i, d in enumerate(decoded) if len(d.atoms)]
+        for start in range(0, len(keep), 32):
+            chunk = [decoded[i] for i in keep[start : start + 32]]
+            x = torch.from_numpy(np.stack([d.density for d in chunk]) / self.scale).float()[:, None].to(self.device)
+            claimed = [Placement(d.atoms.positions, d.atoms.atomic_numbers, np.eye(3), np.zeros(3)) for d in chunk]
+            pos, z = pad_batch(claimed)
+            ideal, _ = batch_grids(pos.to(self.device), z.to(self.device), self.grid, self.scale)
+            error = self.round_trip_error(x) + self.round_trip_error(ideal)
+            scores[keep[start : start + 32]] = torch.exp(-error).cpu().numpy()
+        return scores
 
 
 def compare_with_truth(encoded: Encoded, decoded: Decoded, grid: GridSpec = GridSpec()) -> Comparison:

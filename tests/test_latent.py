@@ -9,6 +9,7 @@ import pytest
 
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.latent import CrystalModel, slerp
+from crystal_explorer.segment import Atoms
 from crystal_explorer.structures import crystal_arrays
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -42,14 +43,16 @@ def test_same_seed_same_samples_and_realism_in_range(model):
     np.testing.assert_array_equal(a[0].density, b[0].density)
     assert not np.allclose(a[0].density, c[0].density)
     scores = model.realism(a)
-    assert scores.shape == (2,) and np.all((scores > 0) & (scores <= 1))
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
 
 
 def test_realism_scores_an_empty_decoding_low(model):
     # The error is relative to the density's own size: an empty cube cannot look like a crystal.
     sample = model.sample(1, seed=3)[0]
     empty = sample._replace(density=np.zeros_like(sample.density))
-    assert model.realism([empty])[0] < 1e-3
+    no_atoms = sample._replace(atoms=Atoms.empty())  # a blob in which segmentation finds nothing
+    assert len(sample.atoms) > 0 and model.realism([sample])[0] > 0.5
+    assert model.realism([empty])[0] < 1e-3 and model.realism([no_atoms])[0] == 0.0
 
 
 def test_traverse_returns_frames_and_zero_difference_at_the_original_value(model, perovskite):
