@@ -4,7 +4,8 @@ Times, on whatever device `CrystalModel` picks (GPU when present): the Reconstru
 (parse + reconstruct + the figures it draws), one latent-slider move (decode + isosurface), and a
 10-frame interpolation (decode + animation figure). A reference in the same run, one 16 → 16
 channel 3×3×3 convolution over a 30³ grid in torch, puts the numbers in context of the machine's speed at
-that moment (the machines these run on are shared). The decode step is also split into its two networks.
+that moment (the machines these run on are shared), and the slider move is also timed with the eager networks
+(no frozen traces, `crystal_explorer.inference`). The decode step is also split into its two (eager) networks.
 
     python -m benchmarks.app_latency [--checkpoint checkpoints/lattice] [--repeats 5]
 """
@@ -12,6 +13,7 @@ that moment (the machines these run on are shared). The decode step is also spli
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from pymatgen.io.cif import CifWriter
 
 from crystal_explorer import plotting
+from crystal_explorer.inference import FrozenParts
 from crystal_explorer.latent import CrystalModel
 from crystal_explorer.structures import crystal_arrays, example_structures, structure_from_text
 
@@ -65,10 +68,12 @@ def main() -> None:
     zb = model.encode(a, 0).mean
     max_z = 30.0 if model.conditional else None
 
-    def slider_move() -> None:
+    eager = dataclasses.replace(model, frozen=FrozenParts(enabled=False))
+
+    def slider_move(on: CrystalModel = model) -> None:
         moved = z.copy()
         moved[int(np.argmax(np.abs(z)))] += 0.5
-        decoded = model.decode(moved, max_z=max_z)[0]
+        decoded = on.decode(moved, max_z=max_z)[0]
         plotting.isosurface_figure({"decoded": decoded.density}, 0.4 * float(decoded.density.max()))
 
     def interpolation() -> None:
@@ -95,6 +100,7 @@ def main() -> None:
         ("  part of a decode: density decoder network", median_seconds(density_network, args.repeats), None),
         ("  part of a decode: segmentation network", median_seconds(segmentation_network, args.repeats), None),
         ("reconstruct page (parse + encode + decode + figures)", median_seconds(reconstruct_page, args.repeats), 1.0),
+        ("reference: the same slider move with eager networks", median_seconds(lambda: slider_move(eager), args.repeats), None),
         ("one latent slider move (decode + isosurface)", median_seconds(slider_move, args.repeats), 0.3),
         ("10-frame interpolation (decode + animation)", median_seconds(interpolation, max(1, args.repeats // 2)), 3.0),
     ]

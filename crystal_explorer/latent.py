@@ -6,7 +6,7 @@ peak-normalised (a lone atom peaks at its Z); positions are in Å in the cube fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,6 +17,7 @@ from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.checkpoint import load_model
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
+from crystal_explorer.inference import FrozenParts
 from crystal_explorer.metrics import Comparison, compare
 from crystal_explorer.models import CrystalVAE
 from crystal_explorer.prior import PRIORS, LatentPrior
@@ -70,6 +71,7 @@ class CrystalModel:
     device: torch.device
     grid: GridSpec = GridSpec()
     prior: LatentPrior | None = None  # the aggregate posterior of the training crystals, when fitted
+    frozen: FrozenParts = field(default_factory=FrozenParts)  # traced decoder and U-Net on the CPU
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, device: str | None = None) -> CrystalModel:
@@ -108,9 +110,18 @@ class CrystalModel:
         """
         return float(self.metadata.get("segmentation", {}).get("background_logit_offset", 0.0))
 
+    def decode_density(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Network-scaled densities (B, 1, n, n, n) of latents (B, L); `condition` (B, 1) for the conditional model."""
+        h = self.network.decoder.fc(z)
+        if self.conditional:
+            if condition is None:
+                raise CrystalExplorerError("the conditional model needs a target max Z to decode")
+            h = h * condition  # §4.5, as CrystalVAE.decode
+        return self.frozen("decoder", self.network.decoder, h)
+
     def segment_scores(self, density: torch.Tensor) -> torch.Tensor:
         """Class logits (B, C, n, n, n) of network-scaled densities (B, 1, n, n, n), background offset applied."""
-        scores = self.network.segment(density).float()
+        scores = self.frozen("unet", self.network.unet, density).float()
         if self.background_offset:
             scores[:, 0] -= self.background_offset
         return scores
@@ -160,12 +171,14 @@ class CrystalModel:
         if latents.shape[1] != self.latent_size:
             raise CrystalExplorerError(f"latent has size {latents.shape[1]}; this model's is {self.latent_size}")
         out = []
-        for start in range(0, len(latents), 32):
-            z = torch.from_numpy(latents[start : start + 32]).to(self.device)
+        # on the CPU small batches are faster per latent (benchmarks/latent.py): the working set stays in cache
+        step = 4 if self.device.type == "cpu" else 32
+        for start in range(0, len(latents), step):
+            z = torch.from_numpy(latents[start : start + step]).to(self.device)
             cond = condition if condition is not None else self.condition_for(max_z)
             if cond is not None:
                 cond = cond.expand(len(z), 1)
-            density = self.network.decode(z, cond)
+            density = self.decode_density(z, cond)
             probs = torch.softmax(self.segment_scores(density), 1)
             confidence, species = probs.max(1)
             density = (density[:, 0] * self.scale).cpu().numpy()
@@ -246,7 +259,7 @@ class CrystalModel:
         """‖D(E(x)) − x‖² / ‖x‖² per network-scaled density (B, 1, n, n, n); E the posterior mean."""
         mean, _ = self.network.encode(x)
         condition = x.amax(dim=(1, 2, 3, 4)).clamp_min(1e-3)[:, None] if self.conditional else None
-        again = self.network.decode(mean, condition)
+        again = self.decode_density(mean, condition)
         return ((again - x) ** 2).sum(dim=(1, 2, 3, 4)) / (x**2).sum(dim=(1, 2, 3, 4)).clamp_min(1e-12)
 
     @torch.no_grad()
