@@ -21,6 +21,7 @@ from pymatgen.core import Composition
 from crystal_explorer import plotting
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.errors import CrystalExplorerError
+from crystal_explorer.grid import GridSpec
 from crystal_explorer.latent import CrystalModel, Decoded, Encoded, Reconstruction
 from crystal_explorer.metrics import summarise
 from crystal_explorer.structures import (
@@ -223,25 +224,30 @@ def formula(numbers: np.ndarray) -> str:
     return Composition(collections.Counter(plotting.symbols(numbers))).formula.replace(" ", "")
 
 
-def cif_of(decoded: Decoded, representation: str, cell: np.ndarray | None = None) -> str | None:
-    """A CIF of the periodic crystal behind a decoding, or None when no lattice is known or found.
+def cif_of(decoded: Decoded, representation: str, cell: np.ndarray | None = None) -> tuple[str | None, str]:
+    """A CIF of the periodic crystal behind a decoding and where its lattice came from, or (None, why not).
 
-    Lattice models: the lattice is recovered from the decoded atoms. Single-cell models keep no
-    periodicity, so the atoms are wrapped into `cell` (the input's cell as placed) when it is given.
+    Lattice models: the lattice is recovered from the decoded atoms; when none is and `cell` (the input's
+    cell as placed) is given, the atoms are wrapped into that. Single-cell models keep no periodicity, so
+    the atoms are wrapped into `cell` when it is given.
     """
     from crystal_explorer.export import to_cif
-    from crystal_explorer.lattice import recover_lattice, single_cell_structure
+    from crystal_explorer.lattice import recover_lattice, single_cell_structure, structure_in_cell
 
     try:
         if representation == "lattice":
             recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers)
-            return None if recovered is None else to_cif(recovered.structure)
+            if recovered is not None:
+                return to_cif(recovered.structure), "recovered"
+            if cell is None or len(decoded.atoms) == 0:
+                return None, "no lattice found"
+            return to_cif(structure_in_cell(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell, grid=GridSpec())), "input"
         if cell is None or len(decoded.atoms) == 0:
-            return None
-        return to_cif(single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell))
+            return None, "no lattice known"
+        return to_cif(single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell)), "input"
     except Exception:  # noqa: BLE001 - the CIF is optional; XYZ always works
         log.exception("CIF export failed")
-        return None
+        return None, "export failed"
 
 
 # --- pages -----------------------------------------------------------------------------------------------
@@ -291,13 +297,18 @@ def reconstruct_page() -> None:
     from crystal_explorer.lattice import placed_lattice
 
     cell = placed_lattice(arrays.lattice, enc.placement.rotation)
-    cif = cif_of(dec, model.representation, cell)
+    cif, source = cif_of(dec, model.representation, cell)
     if cif is not None:
         right.download_button("Decoded crystal (CIF)", icon=":material/download:", data=cif, file_name=f"{Path(name).stem}_decoded.cif", mime="chemical/x-cif")
         if model.representation == "single":
             right.caption("A single cell keeps no periodicity: the CIF wraps the decoded atoms into the input's own cell.")
-    elif model.representation == "lattice":
-        right.caption("No periodic lattice found in the decoded atoms, so no CIF; the XYZ has every atom.")
+        elif source == "recovered":
+            right.caption("The CIF's lattice was recovered from the decoded atoms alone.")
+        else:
+            right.caption("No periodic lattice could be recovered from the decoded atoms, so the CIF wraps them into "
+                          "the input's own cell (one site per cluster, majority species).")
+    else:
+        right.caption("No CIF for this decoding; the XYZ has every atom.")
 
 
 def _percent(value: float | None) -> str:
@@ -416,7 +427,7 @@ def interpolation_page() -> None:
     st.dataframe(table, hide_index=True)
     extra = {}
     for i, f in enumerate(frames):
-        cif = cif_of(f, model.representation)
+        cif, _ = cif_of(f, model.representation)
         if cif is not None:
             extra[f"frame_{i:03d}.cif"] = cif
     archive = plotting.frames_zip([(f.atoms.positions, f.atoms.atomic_numbers) for f in frames], extra=extra)

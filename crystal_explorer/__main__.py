@@ -1,7 +1,9 @@
 """`python -m crystal_explorer reconstruct|sample|interpolate|traverse`: the latent API from the command line.
 
 Each decoding is written as a CIF when a periodic lattice is known (recovered from the atoms by lattice
-models; the input's own cell for a single-cell reconstruction), else as XYZ of the atoms in the 10 Å cube, plus a PNG preview and a summary.json. Bad input exits with status 2 and one line.
+models; for a reconstruction, the input's own cell when a single-cell model is used or no lattice is
+recovered), else as XYZ of the atoms in the 10 Å cube, plus a PNG preview and a summary.json. Bad input
+exits with status 2 and one line.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "sing
 def _write_decoded(model, decoded, out: Path, stem: str, cell: np.ndarray | None = None) -> dict:
     """Write one decoding as CIF (periodic lattice recovered, or `cell` known) or XYZ, and a PNG; return its summary."""
     from crystal_explorer.export import space_group, to_cif, to_xyz
-    from crystal_explorer.lattice import recover_lattice, single_cell_structure
+    from crystal_explorer.lattice import recover_lattice, single_cell_structure, structure_in_cell
     from crystal_explorer.preview import preview_png
 
     info = {"name": stem, "n_atoms": len(decoded.atoms), "species": sorted({int(z) for z in decoded.atoms.atomic_numbers})}
@@ -28,6 +30,11 @@ def _write_decoded(model, decoded, out: Path, stem: str, cell: np.ndarray | None
         recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers, grid=model.grid)
         structure = None if recovered is None else recovered.structure
         info["lattice_found"] = structure is not None
+        if structure is not None:
+            info["lattice"] = "recovered from the decoded atoms"
+        elif cell is not None and len(decoded.atoms):
+            structure = structure_in_cell(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell, grid=model.grid)
+            info["lattice"] = "the input's cell (none recovered)"
     elif cell is not None and len(decoded.atoms):
         structure = single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell)
         info["lattice"] = "the input's cell"
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> dict:
         summary["metrics"] = summarise([rec.comparison])
         from crystal_explorer.lattice import placed_lattice
 
-        cell = placed_lattice(crystal.lattice, rec.encoded.placement.rotation) if model.representation == "single" else None
+        cell = placed_lattice(crystal.lattice, rec.encoded.placement.rotation)
         summary["decoded"] = _write_decoded(model, rec.decoded, out, "reconstruction", cell)
     elif args.command == "sample":
         decoded = []

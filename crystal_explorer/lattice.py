@@ -27,8 +27,10 @@ periodicity left in it, and several lattices explain the same cluster equally we
 the compact, folded image of the cell, so its extent does not fix the cell vectors). We do not guess:
 without a known lattice the result is a non-periodic pymatgen Molecule (exported as XYZ); given a
 lattice in the cube frame (the input's own cell, rotated as it was placed, when a known crystal is
-reconstructed) the atoms are wrapped into it, same-species duplicates merged, and a Structure is
-returned. Draws and interpolations of the single-cell model therefore export as XYZ.
+reconstructed) the atoms are wrapped into it, duplicates merged into one site of the majority species
+(`structure_in_cell`), and a Structure is returned. Draws and interpolations of the single-cell model
+therefore export as XYZ. A lattice-model reconstruction whose lattice cannot be recovered is wrapped
+into the input's cell the same way.
 """
 
 from __future__ import annotations
@@ -245,6 +247,58 @@ def placed_lattice(lattice: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     return np.asarray(lattice, float) @ np.asarray(rotation, float).T
 
 
+def structure_in_cell(
+    positions: np.ndarray,
+    atomic_numbers: np.ndarray,
+    lattice: np.ndarray,
+    *,
+    merge_tolerance_angstrom: float = 0.5,
+    grid: GridSpec | None = None,
+    edge_margin_angstrom: float = 0.6,
+    min_site_fraction: float = 0.3,
+) -> Structure:
+    """Decoded atoms wrapped into a given cell: one site per cluster of atoms, its species by majority vote.
+
+    Atoms closer than `merge_tolerance_angstrom` once wrapped (periodic images included) are one site,
+    whatever species each was decoded as; the site takes the most common species and the mean position
+    of the atoms that voted for it. With `grid` (a repeating-lattice decoding, many images of each site)
+    only atoms `edge_margin_angstrom` inside the cube vote and place sites when there are any, since
+    the faces cut the others, and sites seen less than `min_site_fraction` times as often as the median
+    site are dropped as noise.
+
+    Args:
+        positions: (K, 3) Cartesian positions in Å in the cube frame.
+        atomic_numbers: (K,) Z.
+        lattice: (3, 3) lattice vectors as rows in Å, in the cube frame (see `placed_lattice`).
+    """
+    positions = np.asarray(positions, float).reshape(-1, 3)
+    species = np.asarray(atomic_numbers, dtype=np.int64).reshape(-1)
+    lat = Lattice(np.asarray(lattice, float))
+    if len(species) == 0:
+        return Structure(lat, [], [])
+    reliable = np.ones(len(species), bool)
+    if grid is not None:
+        lo, hi = edge_margin_angstrom, grid.box_size_angstrom - edge_margin_angstrom
+        inside = ((positions >= lo) & (positions <= hi)).all(1)
+        if inside.any():
+            reliable = inside
+    frac = lat.get_fractional_coords(positions) % 1.0
+    n_comp, label = connected_components(lat.get_all_distances(frac, frac) < merge_tolerance_angstrom, directed=False)
+    sites_f, sites_z, counts = [], [], []
+    for c in range(n_comp):
+        members = label == c
+        voters = members & reliable if (members & reliable).any() else members
+        z = int(np.bincount(species[voters]).argmax())
+        use = np.flatnonzero(voters & (species == z))
+        ref = frac[use[0]]
+        sites_f.append((frac[use] - np.round(frac[use] - ref)).mean(0) % 1.0)  # nearest images to the first
+        sites_z.append(z)
+        counts.append(int(voters.sum()))
+    counts = np.array(counts)
+    keep = counts >= min_site_fraction * np.median(counts) if grid is not None else np.ones(len(counts), bool)
+    return Structure(lat, [z for z, k in zip(sites_z, keep, strict=True) if k], np.array(sites_f)[keep])
+
+
 def single_cell_structure(
     positions: np.ndarray,
     atomic_numbers: np.ndarray,
@@ -258,16 +312,11 @@ def single_cell_structure(
         atomic_numbers: (K,) Z.
         lattice: (3, 3) lattice vectors as rows in Å, in the cube frame (`placed_lattice` of the input's
             cell and the rotation it was placed with), or None when no lattice is known.
-        merge_tolerance_angstrom: decoded atoms of one species that land closer than this once wrapped
-            into the cell (periodic images included) become one site at their mean.
+        merge_tolerance_angstrom: decoded atoms that land closer than this once wrapped into the cell
+            (periodic images included) become one site (`structure_in_cell`).
     """
     positions = np.asarray(positions, float).reshape(-1, 3)
     species = np.asarray(atomic_numbers, dtype=np.int64).reshape(-1)
     if lattice is None:
         return Molecule([int(z) for z in species], positions)
-    lat = Lattice(np.asarray(lattice, float))
-    if len(species) == 0:
-        return Structure(lat, [], [])
-    frac = lat.get_fractional_coords(positions) % 1.0
-    frac, species, _ = _merge_sites(frac, species, np.ones(len(species), bool), lat, merge_tolerance_angstrom)
-    return Structure(lat, [int(z) for z in species], frac)
+    return structure_in_cell(positions, species, lattice, merge_tolerance_angstrom=merge_tolerance_angstrom)

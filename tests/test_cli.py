@@ -30,6 +30,19 @@ def test_reconstruct_writes_readable_cif_png_and_summary(tmp_path, perovskite):
     assert summary["metrics"]["n_true_atoms"] == 5
 
 
+def test_lattice_reconstruct_always_writes_a_cif(tmp_path, rock_salt):
+    cif = tmp_path / "nacl.cif"
+    rock_salt.to(filename=str(cif))
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(cif), "--checkpoint", str(ROOT / "checkpoints" / "lattice"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    decoded = json.loads((out / "summary.json").read_text())["decoded"]
+    assert decoded["file"].endswith(".cif")
+    # the lattice recovered from the decoded atoms, or else the input's own cell
+    assert decoded["lattice"] in ("recovered from the decoded atoms", "the input's cell (none recovered)")
+    assert len(Structure.from_file(str(out / decoded["file"]))) > 0
+
+
 def test_sample_is_reproducible(tmp_path):
     for name in ("a", "b"):
         assert main(["sample", "--n", "2", "--seed", "3", "--out", str(tmp_path / name), "--device", "cpu"]) == 0

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Molecule, Structure
 
-from crystal_explorer.lattice import placed_lattice, recover_lattice, single_cell_structure
+from crystal_explorer.grid import GridSpec
+from crystal_explorer.lattice import placed_lattice, recover_lattice, single_cell_structure, structure_in_cell
 from crystal_explorer.matching import structure_matcher
 from crystal_explorer.representation import place
 from crystal_explorer.segment import atoms_from_species_grid
@@ -104,3 +105,29 @@ def test_atoms_only_at_the_cube_faces_have_no_lattice(rng):
     positions = rng.random((40, 3)) * 10.0
     positions[:, 0] = rng.choice([0.1, 9.9], size=40)  # every atom within the edge margin of a face
     assert recover_lattice(positions, np.full(40, 8)) is None
+
+
+def test_a_site_seen_as_two_species_takes_the_majority(rock_salt, rng):
+    crystal = crystal_arrays(rock_salt)
+    placement = place(crystal, "single", rng)
+    cell = placed_lattice(crystal.lattice, placement.rotation)
+    # the first atom decoded twice more at its periodic images, once with the wrong species
+    first, z = placement.positions[:1], int(placement.atomic_numbers[0])
+    positions = np.vstack([placement.positions, first + cell[0], first + cell[1] + 0.1])
+    numbers = np.concatenate([placement.atomic_numbers, [z, z + 1]])
+    wrapped = structure_in_cell(positions, numbers, cell)
+    assert len(wrapped) == len(crystal.atomic_numbers)
+    assert structure_matcher().fit(rock_salt, wrapped)
+
+
+@pytest.mark.parametrize("name", ["rock_salt", "perovskite", "hexagonal", "monoclinic"])
+def test_lattice_atoms_wrap_into_the_input_cell(name, request, rng):
+    # the repeating lattice's true S, segmented, folded into the cell it was placed with
+    structure = request.getfixturevalue(name)
+    crystal = crystal_arrays(structure)
+    placement = place(crystal, "lattice", rng)
+    atoms = atoms_from_species_grid(species_grid(placement.positions, placement.atomic_numbers))
+    wrapped = structure_in_cell(atoms.positions, atoms.atomic_numbers,
+                                placed_lattice(crystal.lattice, placement.rotation), grid=GridSpec())
+    assert len(wrapped) == len(crystal.atomic_numbers)
+    assert structure_matcher().fit(structure, wrapped)
