@@ -43,3 +43,14 @@ def test_analysis_writes_draw_statistics_and_realism(tmp_path, perovskite, rock_
     assert realism["real"]["auc_real_above"] is None and 0 <= realism["out_of_distribution"]["auc_real_above"] <= 1
     assert all(0 <= r["mean"] <= 1 for r in realism.values())
     assert (out / "nearest_neighbours.png").stat().st_size > 1000
+
+
+def test_steering_reports_each_target():
+    from crystal_explorer.latent import CrystalModel
+    from train.sample_analysis import steering
+
+    model = CrystalModel.from_checkpoint(CHECKPOINT.parent / "lattice_conditional", device="cpu")
+    report = steering(model, [20, 56], n=2, seed=0)
+    assert set(report) == {"20", "56"}
+    for row in report.values():
+        assert row["n"] == 2 and 0 <= row["draws_with_atoms"] <= 2 and row["median_peak_density_z_units"] > 0

@@ -5,7 +5,8 @@ latent prior, mapped onto the training encodings — the aggregate prior) and co
 histograms (Wasserstein-1 distance between them), the fraction of draws with no two atoms closer than
 0.5 Å (the usual validity criterion), and the realism score (`CrystalModel.realism`) of real decodings,
 random draws and out-of-distribution inputs (a random gas of atoms with random Z), with the ROC AUC of
-telling real decodings from each of the others by that score. Writes OUT/samples.json
+telling real decodings from each of the others by that score; for a conditional model, how well a
+target max Z steers the heaviest decoded element. Writes OUT/samples.json
 and OUT/nearest_neighbours.png.
 """
 
@@ -38,6 +39,18 @@ def auc(higher: np.ndarray, lower: np.ndarray) -> float | None:
     return float(above + 0.5 * ties)
 
 
+def steering(model, targets: list[float], n: int, seed: int) -> dict[str, dict]:
+    """For each target max Z of the conditional model (§4.5): the median heaviest decoded Z and peak density."""
+    out = {}
+    for target in targets:
+        decoded = model.sample(n, seed=seed, max_z=target)
+        heaviest = [int(d.atoms.atomic_numbers.max()) for d in decoded if len(d.atoms)]
+        out[f"{target:g}"] = {"draws_with_atoms": len(heaviest), "n": n,
+                              "median_heaviest_z": float(np.median(heaviest)) if heaviest else None,
+                              "median_peak_density_z_units": float(np.median([d.density.max() for d in decoded]))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.sample_analysis", description=__doc__)
     parser.add_argument("--checkpoint", required=True)
@@ -45,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="random draws")
     parser.add_argument("--n-real", type=int, default=100)
     parser.add_argument("--max-z", type=float, default=30.0, help="conditional model only")
+    parser.add_argument("--steer", type=float, nargs="*", default=[20, 40, 56, 80],
+                        help="conditional model only: target max Z values to check the steering at")
+    parser.add_argument("--n-steer", type=int, default=48, help="draws per steering target")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -115,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         "auc_real_above": None if k == "real" else auc(realism["real"], v)}
                     for k, v in realism.items()},
     }
+    if model.conditional and args.steer:
+        result["steering"] = steering(model, args.steer, args.n_steer, args.seed + 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.json").write_text(json.dumps(result, indent=2))
