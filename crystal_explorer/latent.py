@@ -112,12 +112,7 @@ class CrystalModel:
 
     def decode_density(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Network-scaled densities (B, 1, n, n, n) of latents (B, L); `condition` (B, 1) for the conditional model."""
-        h = self.network.decoder.fc(z)
-        if self.conditional:
-            if condition is None:
-                raise CrystalExplorerError("the conditional model needs a target max Z to decode")
-            h = h * condition  # §4.5, as CrystalVAE.decode
-        return self.frozen("decoder", self.network.decoder, h)
+        return self.frozen("decoder", self.network.decoder, self.network.bottleneck(z, condition))
 
     def segment_scores(self, density: torch.Tensor) -> torch.Tensor:
         """Class logits (B, C, n, n, n) of network-scaled densities (B, 1, n, n, n), background offset applied."""
@@ -188,11 +183,14 @@ class CrystalModel:
                 out.append(Decoded(latents[start + i], density[i], species[i], atoms, confidence[i]))
         return out
 
+    def decode_encoded(self, encoded: Encoded) -> Decoded:
+        """Decode an encoding's posterior mean (the conditional model conditioned on its input's largest density)."""
+        return self.decode(encoded.mean, condition=self.condition_for(density=encoded.density))[0]
+
     def reconstruct(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Reconstruction:
         """Encode (posterior mean), decode, segment and compare with the truth."""
         encoded = self.encode(crystal, seed, canonical)
-        condition = self.condition_for(density=encoded.density)
-        decoded = self.decode(encoded.mean, condition=condition)[0]
+        decoded = self.decode_encoded(encoded)
         return Reconstruction(encoded, decoded, compare_with_truth(encoded, decoded, self.grid))
 
     # --- exploring --------------------------------------------------------------------------------
@@ -258,7 +256,7 @@ class CrystalModel:
     def round_trip_error(self, x: torch.Tensor) -> torch.Tensor:
         """‖D(E(x)) − x‖² / ‖x‖² per network-scaled density (B, 1, n, n, n); E the posterior mean."""
         mean, _ = self.network.encode(x)
-        condition = x.amax(dim=(1, 2, 3, 4)).clamp_min(1e-3)[:, None] if self.conditional else None
+        condition = self.network.max_density(x) if self.conditional else None
         again = self.decode_density(mean, condition)
         return ((again - x) ** 2).sum(dim=(1, 2, 3, 4)) / (x**2).sum(dim=(1, 2, 3, 4)).clamp_min(1e-12)
 

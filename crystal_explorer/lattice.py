@@ -137,6 +137,12 @@ def _shortest_basis(vectors: np.ndarray, min_sin: float = 0.3, min_volume: float
     return chosen
 
 
+def _periodic_mean(frac: np.ndarray) -> np.ndarray:
+    """Mean (3,) in [0, 1) of fractional coordinates (M, 3) that sit near one site, each taken at its image
+    nearest the first."""
+    return (frac - np.round(frac - frac[0])).mean(0) % 1.0
+
+
 def _merge_sites(
     frac: np.ndarray, atomic_numbers: np.ndarray, reliable: np.ndarray, lattice: Lattice, tolerance: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,9 +156,7 @@ def _merge_sites(
         for c in range(n_comp):
             members = label == c
             use = members & ok if (members & ok).any() else members
-            ref = f[np.flatnonzero(use)[0]]
-            unwrapped = f[use] - np.round(f[use] - ref)  # nearest image of each member to the first
-            out_f.append(unwrapped.mean(0) % 1.0)
+            out_f.append(_periodic_mean(f[use]))
             out_z.append(z)
             out_n.append(int(members.sum()))
     return np.array(out_f).reshape(-1, 3), np.array(out_z, dtype=np.int64), np.array(out_n, dtype=np.int64)
@@ -289,9 +293,7 @@ def structure_in_cell(
         members = label == c
         voters = members & reliable if (members & reliable).any() else members
         z = int(np.bincount(species[voters]).argmax())
-        use = np.flatnonzero(voters & (species == z))
-        ref = frac[use[0]]
-        sites_f.append((frac[use] - np.round(frac[use] - ref)).mean(0) % 1.0)  # nearest images to the first
+        sites_f.append(_periodic_mean(frac[voters & (species == z)]))
         sites_z.append(z)
         counts.append(int(voters.sum()))
     counts = np.array(counts)

@@ -81,7 +81,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 continue
             encoded = model.encode_placements([p for _, p in chunk])
             for (i, _), enc in zip(chunk, encoded, strict=True):
-                dec = model.decode(enc.mean, condition=model.condition_for(density=enc.density))[0]
+                dec = model.decode_encoded(enc)
                 comparison = compare_with_truth(enc, dec, grid)
                 comparisons.append(comparison)
                 if len(extra["voxels"]) < 200_000:

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if len(real_enc) >= args.n_real:
             break
-    real_dec = [model.decode(e.mean, condition=model.condition_for(density=e.density))[0] for e in tqdm(real_enc, desc="real")]
+    real_dec = [model.decode_encoded(e) for e in tqdm(real_enc, desc="real")]
     max_z = args.max_z if model.conditional else None
     priors = ["standard"] + (["aggregate"] if model.prior is not None else [])
     random_dec: dict[str, list] = {}
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         n_atoms = int(rng.integers(4, 30))
         gas.append(Placement(rng.uniform(1, 9, (n_atoms, 3)), rng.integers(1, 84, n_atoms), np.eye(3), np.zeros(3)))
     ood_enc = model.encode_placements(gas)
-    ood_dec = [model.decode(e.mean, condition=model.condition_for(density=e.density))[0] for e in ood_enc]
+    ood_dec = [model.decode_encoded(e) for e in ood_enc]
 
     def inside(positions: np.ndarray) -> np.ndarray:
         return positions[((positions >= 0) & (positions <= model.grid.box_size_angstrom)).all(1)]

@@ -44,14 +44,18 @@ class CrystalVAE(nn.Module):
         mean, log_var = self.to_stats(h).chunk(2, dim=1)
         return mean, log_var.clamp(-12, 8)
 
-    def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, latent) → (B, 1, n, n, n) density; `condition` (B, 1) is the target largest density."""
+    def bottleneck(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, latent) → the decoder's input (B, features); `condition` (B, 1) is the target largest density."""
         h = self.decoder.fc(z)
         if self.config.conditional:
             if condition is None:
                 raise ValueError("the conditional model needs the target largest density to decode")
             h = h * condition  # §4.5: the bottleneck's output times the largest density
-        return self.decoder(h)
+        return h
+
+    def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, latent) → (B, 1, n, n, n) density; `condition` (B, 1) is the target largest density."""
+        return self.decoder(self.bottleneck(z, condition))
 
     def segment(self, density: torch.Tensor) -> torch.Tensor:
         """(B, 1, n, n, n) density → (B, C, n, n, n) class scores (class c is Z = c)."""
