@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,12 +15,7 @@ from crystal_explorer.models import CrystalVAE, ModelConfig
 CONFIG = ModelConfig(architecture="compact", latent_size=13, max_z=20, unet_channels=4, conditional=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread for this module
 
 
 @pytest.fixture(scope="module")
@@ -102,26 +98,25 @@ def test_corrupt_metadata(saved, tmp_path):
         read_metadata(copy)
 
 
-@pytest.mark.parametrize("change", [{"latent_size": 14}, {"max_z": 30}, {"architecture": "paper"}])
-def test_config_that_does_not_fit_the_weights(saved, tmp_path, change):
-    _, folder = saved
+def _with_config(folder: Path, tmp_path: Path, change: dict) -> Path:
+    """A copy of a saved model whose model.json config has `change` applied."""
     copy = _copy(folder, tmp_path)
     meta = json.loads((copy / META_FILE).read_text())
     meta["model_config"].update(change)
     (copy / META_FILE).write_text(json.dumps(meta))
+    return copy
+
+
+@pytest.mark.parametrize("change", [{"latent_size": 14}, {"max_z": 30}, {"architecture": "paper"}])
+def test_config_that_does_not_fit_the_weights(saved, tmp_path, change):
     with pytest.raises(CrystalExplorerError, match="does not fit its config"):
-        load_model(copy)
+        load_model(_with_config(saved[1], tmp_path, change))
 
 
 @pytest.mark.parametrize("change", [{"latent": 3}, {"architecture": "resnet"}])
 def test_invalid_config(saved, tmp_path, change):
-    _, folder = saved
-    copy = _copy(folder, tmp_path)
-    meta = json.loads((copy / META_FILE).read_text())
-    meta["model_config"].update(change)
-    (copy / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(CrystalExplorerError, match="invalid model config"):
-        load_model(copy)
+        load_model(_with_config(saved[1], tmp_path, change))
 
 
 def test_save_leaves_no_temporary_files(saved):

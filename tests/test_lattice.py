@@ -71,19 +71,24 @@ def test_single_cell_is_a_molecule_without_a_lattice(perovskite, rng):
 def test_single_cell_with_its_lattice_is_the_crystal(monoclinic, rng):
     crystal = crystal_arrays(monoclinic)
     placement = place(crystal, "single", rng)
-    lattice_cube_frame = crystal.lattice @ placement.rotation.T  # rotate the cell vectors like the atoms
-    structure = single_cell_structure(placement.positions, placement.atomic_numbers, lattice_cube_frame)
+    cell = placed_lattice(crystal.lattice, placement.rotation)  # the cell vectors rotated like the atoms
+    structure = single_cell_structure(placement.positions, placement.atomic_numbers, cell)
     assert structure_matcher().fit(monoclinic, structure)
 
 
 @pytest.mark.parametrize("name", ["rock_salt", "perovskite", "hexagonal", "monoclinic"])
-def test_single_cell_atoms_segmented_from_the_true_grid_wrap_into_the_crystal(name, request, rng):
+@pytest.mark.parametrize("representation", ["single", "lattice"])
+def test_atoms_segmented_from_the_true_grid_wrap_into_the_input_cell(name, representation, request, rng):
+    # the true S of either placement, segmented, folded into the cell the crystal was placed with
     structure = request.getfixturevalue(name)
     crystal = crystal_arrays(structure)
-    placement = place(crystal, "single", rng)
+    placement = place(crystal, representation, rng)
     atoms = atoms_from_species_grid(species_grid(placement.positions, placement.atomic_numbers))
     cell = placed_lattice(crystal.lattice, placement.rotation)
-    wrapped = single_cell_structure(atoms.positions, atoms.atomic_numbers, cell)
+    if representation == "single":
+        wrapped = single_cell_structure(atoms.positions, atoms.atomic_numbers, cell)
+    else:
+        wrapped = structure_in_cell(atoms.positions, atoms.atomic_numbers, cell, grid=GridSpec())
     assert len(wrapped) == len(crystal.atomic_numbers)
     assert structure_matcher().fit(structure, wrapped)
 
@@ -118,16 +123,3 @@ def test_a_site_seen_as_two_species_takes_the_majority(rock_salt, rng):
     wrapped = structure_in_cell(positions, numbers, cell)
     assert len(wrapped) == len(crystal.atomic_numbers)
     assert structure_matcher().fit(rock_salt, wrapped)
-
-
-@pytest.mark.parametrize("name", ["rock_salt", "perovskite", "hexagonal", "monoclinic"])
-def test_lattice_atoms_wrap_into_the_input_cell(name, request, rng):
-    # the repeating lattice's true S, segmented, folded into the cell it was placed with
-    structure = request.getfixturevalue(name)
-    crystal = crystal_arrays(structure)
-    placement = place(crystal, "lattice", rng)
-    atoms = atoms_from_species_grid(species_grid(placement.positions, placement.atomic_numbers))
-    wrapped = structure_in_cell(atoms.positions, atoms.atomic_numbers,
-                                placed_lattice(crystal.lattice, placement.rotation), grid=GridSpec())
-    assert len(wrapped) == len(crystal.atomic_numbers)
-    assert structure_matcher().fit(structure, wrapped)

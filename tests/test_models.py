@@ -17,13 +17,7 @@ from crystal_explorer.structures import crystal_arrays
 LATENT, MAX_Z, UNET = 17, 20, 4  # unequal sizes so a swapped dimension cannot hide
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """3-D convolutions on a shared 2-core machine run several times faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread for this module
 
 
 def _config(architecture: str, conditional: bool = False) -> ModelConfig:
