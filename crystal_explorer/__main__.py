@@ -19,7 +19,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "sing
 
 
 def _write_decoded(model, decoded, out: Path, stem: str, cell: np.ndarray | None = None) -> dict:
-    """Write one decoding as CIF (periodic lattice recovered, or `cell` known) or XYZ, and a PNG; return its summary."""
+    """Write one decoding as CIF (lattice recovered, `cell` known, or predicted by the cell head) or XYZ, and a PNG; return its summary."""
     from crystal_explorer.export import space_group, to_cif, to_xyz
     from crystal_explorer.lattice import recover_lattice, single_cell_structure, structure_in_cell
     from crystal_explorer.preview import preview_png
@@ -38,6 +38,11 @@ def _write_decoded(model, decoded, out: Path, stem: str, cell: np.ndarray | None
     elif cell is not None and len(decoded.atoms):
         structure = single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell)
         info["lattice"] = "the input's cell"
+    else:
+        predicted = model.predicted_cell(decoded)
+        if predicted is not None:
+            structure = single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, predicted)
+            info["lattice"] = "predicted by the cell head (crystal_explorer.cell)"
     if structure is not None:
         path = out / f"{stem}.cif"
         path.write_text(to_cif(structure))

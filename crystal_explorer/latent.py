@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from crystal_explorer.arrays import CrystalArrays
+from crystal_explorer.cell import CellHead, lattice_from_parameters, orient_cell
 from crystal_explorer.checkpoint import load_model
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
@@ -72,13 +73,15 @@ class CrystalModel:
     grid: GridSpec = GridSpec()
     prior: LatentPrior | None = None  # the aggregate posterior of the training crystals, when fitted
     frozen: FrozenParts = field(default_factory=FrozenParts)  # traced decoder and U-Net on the CPU
+    cell_head: CellHead | None = None  # latent → cell parameters, single-cell models (`crystal_explorer.cell`)
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, device: str | None = None) -> CrystalModel:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         network, meta = load_model(folder, device)
         prior = LatentPrior.load(folder, network.config.latent_size)
-        return cls(network, meta, torch.device(device), prior=prior)
+        head = CellHead.load(folder, network.config.latent_size)
+        return cls(network, meta, torch.device(device), prior=prior, cell_head=head)
 
     @property
     def default_prior(self) -> str:
@@ -192,6 +195,14 @@ class CrystalModel:
         encoded = self.encode(crystal, seed, canonical)
         decoded = self.decode_encoded(encoded)
         return Reconstruction(encoded, decoded, compare_with_truth(encoded, decoded, self.grid))
+
+    def predicted_cell(self, decoded: Decoded) -> np.ndarray | None:
+        """Lattice rows (3, 3) in Å in the cube frame for a single-cell decoding with no known cell: the cell
+        head's parameters, oriented on the decoded atoms (`crystal_explorer.cell`); None without a head or atoms."""
+        if self.cell_head is None or self.representation != "single" or len(decoded.atoms) == 0:
+            return None
+        lattice = lattice_from_parameters(self.cell_head.parameters_of(decoded.latent)[0])
+        return orient_cell(decoded.atoms.positions, lattice)[0]
 
     # --- exploring --------------------------------------------------------------------------------
     def draw(self, n: int, seed: int = 0, temperature: float = 1.0, prior: str | None = None) -> np.ndarray:

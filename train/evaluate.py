@@ -111,7 +111,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "per_source": {name: {"n_structures": len(cs), **summarise(cs)} for name, cs in results.items()},
     }
     if args.match:
-        matched = _match(extra["match"], representation, grid)
+        matched = _match(extra["match"], representation, grid, model)
         for name, source_metrics in matched.pop("per_source").items():
             metrics["per_source"][name].update(source_metrics)
         metrics.update(matched)
@@ -123,20 +123,25 @@ def evaluate(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def _match(items, representation: str, grid) -> dict:
+def _match(items, representation: str, grid, model=None) -> dict:
     """Match rate of the periodic structure behind each decoding against the original (issue 5).
 
     Lattice models: `match_rate` recovers the lattice from the decoded atoms alone; `input_cell` repeats
     the benchmark with the decoded atoms wrapped into the input's own cell (rotated as placed), which
     measures atoms and species given the lattice. Single-cell models: a single cell carries no
-    periodicity, so `match_rate` is the input's-cell rate.
+    periodicity, so `match_rate` is the input's-cell rate; with a cell head, `predicted_cell` wraps the
+    decoded atoms into the head's cell oriented on them, and `predicted_cell_true_atoms` the true atoms
+    into the head's cell oriented on those (the cell prediction alone).
     """
     from tqdm import tqdm
 
+    from crystal_explorer.cell import lattice_from_parameters, orient_cell
     from crystal_explorer.lattice import placed_lattice, recover_lattice, single_cell_structure, structure_in_cell
     from crystal_explorer.matching import match_metrics
 
     pairs, in_cell, sources = [], [], []
+    head = model.cell_head if model is not None and representation == "single" else None
+    predicted, predicted_true = [], []
     for crystal, placement, dec, source in tqdm(items, desc="matching", unit=" crystal"):
         cell = placed_lattice(crystal.lattice, placement.rotation)
         truth = crystal.to_structure()
@@ -146,6 +151,13 @@ def _match(items, representation: str, grid) -> dict:
             in_cell.append((truth, structure_in_cell(dec.atoms.positions, dec.atoms.atomic_numbers, cell, grid=grid)))
         else:
             pairs.append((truth, single_cell_structure(dec.atoms.positions, dec.atoms.atomic_numbers, cell)))
+            if head is not None:
+                lattice = lattice_from_parameters(head.parameters_of(dec.latent)[0])
+                true_cell = orient_cell(placement.positions, lattice)[0]
+                predicted_true.append((truth, single_cell_structure(placement.positions, placement.atomic_numbers, true_cell)))
+                decoded_cell = orient_cell(dec.atoms.positions, lattice)[0] if len(dec.atoms) else None
+                predicted.append((truth, None if decoded_cell is None else
+                                  single_cell_structure(dec.atoms.positions, dec.atoms.atomic_numbers, decoded_cell)))
         sources.append(source)
 
     def by_source(rows: list) -> dict:
@@ -153,10 +165,11 @@ def _match(items, representation: str, grid) -> dict:
 
     per_source = by_source(pairs)
     out = {**match_metrics(pairs), "match_lattice": "recovered from the decoded atoms" if representation == "lattice" else "the input's cell"}
-    if in_cell:
-        out["input_cell"] = {**match_metrics(in_cell), "per_source": by_source(in_cell)}
-        for name, metrics in out["input_cell"]["per_source"].items():
-            per_source[name]["input_cell_match_rate"] = metrics["match_rate"]
+    for key, rows in (("input_cell", in_cell), ("predicted_cell", predicted), ("predicted_cell_true_atoms", predicted_true)):
+        if rows:
+            out[key] = {**match_metrics(rows), "per_source": by_source(rows)}
+            for name, metrics in out[key]["per_source"].items():
+                per_source[name][f"{key}_match_rate"] = metrics["match_rate"]
     return {**out, "per_source": per_source}
 
 
