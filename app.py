@@ -253,6 +253,24 @@ def cif_of(decoded: Decoded, model: CrystalModel, cell: np.ndarray | None = None
         return None, "export failed"
 
 
+def predicted_cif_ui(decoded: Decoded, model: CrystalModel, stem: str, key: str) -> None:
+    """A toggle that predicts a periodic cell for a single-cell decoding with no input cell, and its CIF download."""
+    if model.representation != "single" or model.cell_head is None or len(decoded.atoms) == 0:
+        return
+    if not st.toggle("Predict a periodic cell for this decoding (CIF)", key=f"{key}_cell"):
+        return
+    with st.spinner("Predicting the cell and orienting it on the atoms…"):
+        cif, _ = cif_of(decoded, model, predict=True)
+    if cif is None:
+        st.warning("No cell could be predicted for this decoding.")
+        return
+    st.download_button("Decoding as a crystal (CIF)", icon=":material/download:", data=cif, file_name=f"{stem}.cif",
+                       mime="chemical/x-cif", key=f"{key}_cif")
+    st.caption("The cell's a, b, c, α, β, γ come from the cell head (an MLP on the latent); its orientation is the one "
+               "whose Wigner–Seitz cell holds every decoded atom without overlapping images. Held-out match rates are on "
+               "the model page: check the structure before using it.")
+
+
 # --- pages -----------------------------------------------------------------------------------------------
 def reconstruct_page() -> None:
     st.title("Reconstruct a crystal")
@@ -428,6 +446,7 @@ def interpolation_page() -> None:
     st.iframe(atoms_html(f"{folder}|{key}|{steps}|{spherical}|{max_z}|{frame}",
                          {f"frame {frame}": (atoms.positions, atoms.atomic_numbers)}, height=360), height=400)
     st.dataframe(table, hide_index=True)
+    predicted_cif_ui(frames[frame], model, f"interpolation_{a[0]}_{b[0]}_frame_{frame:03d}", "int")
     extra = {}
     for i, f in enumerate(frames):
         cif, _ = cif_of(f, model)
@@ -462,19 +481,7 @@ def sample_page() -> None:
     level, opacity = level_ui("sample", [decoded[which].density])
     st.plotly_chart(plotting.isosurface_figure({f"sample {which}": decoded[which].density}, level, opacity=opacity),
                     key="sample_iso")
-    if model.representation == "single" and model.cell_head is not None and len(decoded[which].atoms):
-        if st.toggle("Predict a periodic cell for this sample (CIF)", key="sample_cell"):
-            with st.spinner("Predicting the cell and orienting it on the atoms…"):
-                cif, source = cif_of(decoded[which], model, predict=True)
-            if cif is None:
-                st.warning("No cell could be predicted for this sample.")
-            else:
-                st.download_button("Sample as a crystal (CIF)", icon=":material/download:", data=cif,
-                                   file_name=f"sample_{seed}_{which}.cif", mime="chemical/x-cif", key="sample_cif")
-                st.caption("The cell's a, b, c, α, β, γ come from the cell head (an MLP on the latent); its orientation is "
-                           "the one whose Wigner–Seitz cell holds every decoded atom without overlapping images. Held-out "
-                           "match rates are on the model page: check the structure before using it.")
-
+    predicted_cif_ui(decoded[which], model, f"sample_{seed}_{which}", "sample")
     st.subheader("Nearest-neighbour distances")
     real = []
     for e in example_encodings(folder):
@@ -499,6 +506,9 @@ METRIC_ROWS = {  # key in metrics.json → (label, paper's single-cell figure, p
     "species_exact": ("species exact (pairs within 0.5 Å)", "66 %", "65.4 %"),
     "species_within_2": ("species within ±2", "98 %", "—"),
     "match_rate": ("StructureMatcher match rate", "—", "—"),
+    "input_cell_match_rate": ("match rate, decoded atoms in the input's cell", "—", "—"),
+    "predicted_cell_match_rate": ("match rate, decoded atoms in the cell head's cell", "—", "—"),
+    "predicted_cell_true_atoms_match_rate": ("match rate, true atoms in the cell head's cell", "—", "—"),
     "valid_fraction": ("valid (no atoms closer than 0.5 Å)", "—", "—"),
 }
 
@@ -508,9 +518,12 @@ def metrics_table(metrics: dict, representation: str) -> pd.DataFrame:
     sources = metrics.get("per_source", {})
     rows = []
     for key, (label, paper_single, paper_lattice) in METRIC_ROWS.items():
-        if metrics.get(key) is None:
+        # per source the match rates are flat keys; overall they sit in a block, e.g. predicted_cell.match_rate
+        block = metrics.get(key.removesuffix("_match_rate")) if key.endswith("_match_rate") else None
+        overall = block.get("match_rate") if isinstance(block, dict) else metrics.get(key)
+        if overall is None:
             continue
-        row = {"metric": label, "all": f"{100 * metrics[key]:.1f} %"}
+        row = {"metric": label, "all": f"{100 * overall:.1f} %"}
         for name, values in sources.items():
             value = values.get(key)
             row[name.split(".")[0]] = "—" if value is None else f"{100 * value:.1f} %"

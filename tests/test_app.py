@@ -85,6 +85,15 @@ def test_random_draws_with_the_conditional_model(model: str) -> None:
     assert len(at.dataframe[0].value) == 6
 
 
+def test_a_single_cell_draw_gets_a_predicted_cell_as_cif() -> None:
+    at = open_page("samples")
+    assert not at.get("download_button")
+    at.toggle(key="sample_cell").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    buttons = at.get("download_button")
+    assert buttons and buttons[0].proto.label == "Decoding as a crystal (CIF)"
+
+
 def test_model_page_shows_loss_curves() -> None:
     at = open_page("model")
     assert not at.error

@@ -43,6 +43,9 @@ def test_analysis_writes_draw_statistics_and_realism(tmp_path, perovskite, rock_
     assert realism["real"]["auc_real_above"] is None and 0 <= realism["out_of_distribution"]["auc_real_above"] <= 1
     assert all(0 <= r["mean"] <= 1 for r in realism.values())
     assert (out / "nearest_neighbours.png").stat().st_size > 1000
+    cells = result["predicted_cells"]  # the shipped single-cell model has a cell head
+    assert cells["real"]["n"] == 2 and 0 <= cells["real"]["valid_fraction"] <= 1
+    assert 0 < cells["random_aggregate_prior"]["sites_kept_fraction_mean"] <= 1
 
 
 def test_steering_reports_each_target():

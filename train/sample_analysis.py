@@ -6,7 +6,8 @@ histograms (Wasserstein-1 distance between them), the fraction of draws with no 
 0.5 Å (the usual validity criterion), and the realism score (`CrystalModel.realism`) of real decodings,
 random draws and out-of-distribution inputs (a random gas of atoms with random Z), with the ROC AUC of
 telling real decodings from each of the others by that score; for a conditional model, how well a
-target max Z steers the heaviest decoded element. Writes OUT/samples.json
+target max Z steers the heaviest decoded element; for a single-cell model with a cell head, how valid
+the periodic crystals in the predicted cells are (`periodic`). Writes OUT/samples.json
 and OUT/nearest_neighbours.png.
 """
 
@@ -51,6 +52,30 @@ def steering(model, targets: list[float], n: int, seed: int) -> dict[str, dict]:
     return out
 
 
+def periodic(model, decoded: list, limit: int) -> dict | None:
+    """Single-cell models with a cell head: the periodic crystals behind up to `limit` decodings, each
+    wrapped into its predicted cell (`CrystalModel.predicted_cell`): how many are valid (no two atoms,
+    images included, closer than 0.5 Å), how many decoded atoms survive the merge of sites closer than
+    0.5 Å, and how many have a space group above P1 at spglib's 0.1 Å."""
+    from tqdm import tqdm
+
+    from crystal_explorer.export import space_group
+    from crystal_explorer.lattice import single_cell_structure
+    from crystal_explorer.matching import is_valid
+
+    if model.cell_head is None or model.representation != "single":
+        return None
+    rows = []
+    for d in tqdm([d for d in decoded if len(d.atoms)][:limit], desc="predicted cells", unit=" decoding"):
+        structure = single_cell_structure(d.atoms.positions, d.atoms.atomic_numbers, model.predicted_cell(d))
+        rows.append((is_valid(structure), len(structure) / len(d.atoms), space_group(structure)[1] > 1))
+    if not rows:
+        return {"n": 0}
+    valid, kept, symmetric = (np.array(c, float) for c in zip(*rows, strict=True))
+    return {"n": len(rows), "valid_fraction": float(valid.mean()), "sites_kept_fraction_mean": float(kept.mean()),
+            "above_p1_fraction": float(symmetric.mean())}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.sample_analysis", description=__doc__)
     parser.add_argument("--checkpoint", required=True)
@@ -61,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steer", type=float, nargs="*", default=[20, 40, 56, 80],
                         help="conditional model only: target max Z values to check the steering at")
     parser.add_argument("--n-steer", type=int, default=48, help="draws per steering target")
+    parser.add_argument("--n-periodic", type=int, default=200,
+                        help="single-cell models with a cell head: decodings given a predicted cell (about 1 s each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -131,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                         "auc_real_above": None if k == "real" else auc(realism["real"], v)}
                     for k, v in realism.items()},
     }
+    cells = {"real": periodic(model, real_dec, args.n_periodic)}
+    if "aggregate" in random_dec:
+        cells["random_aggregate_prior"] = periodic(model, random_dec["aggregate"], args.n_periodic)
+    if cells["real"] is not None:
+        result["predicted_cells"] = cells
     if model.conditional and args.steer:
         result["steering"] = steering(model, args.steer, args.n_steer, args.seed + 1)
     out = Path(args.out)
