@@ -7,7 +7,8 @@ from the decoded atoms alone, using how the single-cell representation was built
 (`placement.compact_cluster`: every atom at its image nearest the cell's centre). The true cell is the
 one whose Wigner–Seitz cell about the cluster's centre holds every atom (no lattice translation brings
 an atom closer to the centre), and whose images of the cluster do not overlap it. We score random
-rotations by those two violations, squared, and polish the best few with Powell's method.
+rotations by those two violations, squared (and again with a margin, to prefer orientations with room to
+spare), and polish the best few with Powell's method.
 
 Measured on the validation split (first 40 per source): the true atoms placed in the head's cell match
 the original crystal under StructureMatcher for 97.5 % of Perov-5, 15 % of Carbon-24 and 12.5 % of
@@ -15,7 +16,7 @@ MP; with the true cell parameters the orientation search alone matches 90 / 85 /
 crystals each), so the parameters, not the orientation, limit it. Limits: the zero-penalty orientations
 form a region and the polish takes one of them (StructureMatcher's tolerances absorb small turns); a
 cluster much smaller than its Wigner–Seitz cell leaves that region too large (rock salt's conventional
-cell, wurtzite), and a repulsion term alone, tried first, was degenerate for every such case.
+cell fails in every orientation we tried), and a repulsion term alone, tried first, was degenerate.
 """
 
 from __future__ import annotations
@@ -130,21 +131,29 @@ def lattice_from_parameters(params: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def consistency_penalty(cluster: np.ndarray, lattices: np.ndarray, min_distance: float) -> np.ndarray:
+def consistency_penalty(cluster: np.ndarray, lattices: np.ndarray, min_distance: float, margin: float = 0.0) -> np.ndarray:
     """How far each candidate cell (M, 3, 3) is from having made this centred cluster (N, 3): (M,) Å².
 
-    Sum of squared Wigner–Seitz violations (|x| − |x + t|, positive parts, over the 26 nearest
-    translations t) and of squared overlaps (min_distance − |x_i − x_j + t|, positive parts) between
-    the cluster and its images.
+    Sum of squared Wigner–Seitz violations (|x| + margin − |x + t|, positive parts, over the 26 nearest
+    translations t) and of squared overlaps (min_distance + margin − |x_i − x_j + t|, positive parts)
+    between the cluster and its images. A positive `margin` (Å) asks for room to spare.
     """
     x = np.asarray(cluster, float)
     t = np.einsum("sk,mkj->msj", _NONZERO, lattices)  # (M, 26, 3)
-    ws = np.clip(np.linalg.norm(x, axis=1)[None, :, None] - np.linalg.norm(x[None, :, None] + t[:, None], axis=-1), 0, None)
+    ws = np.clip(np.linalg.norm(x, axis=1)[None, :, None] + margin - np.linalg.norm(x[None, :, None] + t[:, None], axis=-1), 0, None)
     ta = np.einsum("sk,mkj->msj", _SHIFTS, lattices)  # (M, 27, 3)
     d = np.linalg.norm((x[:, None] - x[None])[None, :, :, None] + ta[:, None, None], axis=-1)  # (M, N, N, 27)
     d[:, np.arange(len(x)), np.arange(len(x)), 13] = np.inf
-    overlap = np.clip(min_distance - d, 0, None)
+    overlap = np.clip(min_distance + margin - d, 0, None)
     return (ws**2).sum((1, 2)) + (overlap**2).sum((1, 2, 3)) / 2
+
+
+def _search_objective(cluster: np.ndarray, lattices: np.ndarray, min_distance: float) -> np.ndarray:
+    """The penalty plus 0.3 × the penalty with a 0.4 Å margin: among the consistent orientations, prefer the
+    one with room to spare (on 40 validation crystals per source with their true parameters, match rates
+    97.5 / 77.5 / 70 % → 100 / 80 / 80 % for Perov-5 / Carbon-24 / MP)."""
+    return (consistency_penalty(cluster, lattices, min_distance)
+            + 0.3 * consistency_penalty(cluster, lattices, min_distance, margin=0.4))
 
 
 def _rotation(rotvec: np.ndarray) -> np.ndarray:
@@ -181,16 +190,17 @@ def orient_cell(
         min_distance = min(0.9 * float(pdist(x).min()), 1.5) if len(x) > 1 else 1.0
     rotations = Rotation.random(n_rotations, random_state=seed).as_matrix()
     scores = np.concatenate([
-        consistency_penalty(x, np.einsum("ij,mkj->mik", lattice, rotations[k : k + 200]), min_distance)
+        _search_objective(x, np.einsum("ij,mkj->mik", lattice, rotations[k : k + 200]), min_distance)
         for k in range(0, n_rotations, 200)
     ])
     best = (np.inf, np.eye(3))
     for k in np.argsort(scores)[:n_polish]:
-        def penalty(rotvec: np.ndarray) -> float:
-            return float(consistency_penalty(x, (lattice @ _rotation(rotvec).T)[None], min_distance)[0])
+        def objective(rotvec: np.ndarray) -> float:
+            return float(_search_objective(x, (lattice @ _rotation(rotvec).T)[None], min_distance)[0])
 
-        result = minimize(penalty, Rotation.from_matrix(rotations[k]).as_rotvec(), method="Powell",
+        result = minimize(objective, Rotation.from_matrix(rotations[k]).as_rotvec(), method="Powell",
                           options={"xtol": 1e-3, "ftol": 1e-6, "maxfev": 400})
         if result.fun < best[0]:
             best = (float(result.fun), _rotation(result.x))
-    return lattice @ best[1].T, best[0]
+    found = lattice @ best[1].T
+    return found, float(consistency_penalty(x, found[None], min_distance)[0])
