@@ -264,6 +264,13 @@ def predicted_cif_ui(decoded: Decoded, model: CrystalModel, stem: str, key: str)
     if cif is None:
         st.warning("No cell could be predicted for this decoding.")
         return
+    from pymatgen.core import Structure
+
+    crystal = Structure.from_str(cif, fmt="cif")
+    a, b, c = crystal.lattice.abc
+    alpha, beta, gamma = crystal.lattice.angles
+    st.markdown(f"**{crystal.composition.reduced_formula}**, {len(crystal)} sites: a, b, c = {a:.2f}, {b:.2f}, {c:.2f} Å; "
+                f"α, β, γ = {alpha:.1f}°, {beta:.1f}°, {gamma:.1f}°; {crystal.volume:.1f} Å³")
     st.download_button("Decoding as a crystal (CIF)", icon=":material/download:", data=cif, file_name=f"{stem}.cif",
                        mime="chemical/x-cif", key=f"{key}_cif")
     st.caption("The cell's a, b, c, α, β, γ come from the cell head (an MLP on the latent); its orientation is the one "

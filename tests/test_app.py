@@ -92,6 +92,7 @@ def test_a_single_cell_draw_gets_a_predicted_cell_as_cif() -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
     buttons = at.get("download_button")
     assert buttons and buttons[0].proto.label == "Decoding as a crystal (CIF)"
+    assert any("α, β, γ" in m.value for m in at.markdown)
 
 
 def test_model_page_shows_loss_curves() -> None:
