@@ -93,13 +93,14 @@ def run(args: argparse.Namespace) -> dict:
             decoded += model.sample(min(32, args.n - start), seed=args.seed + start, max_z=max_z, prior=args.prior)
         scores = model.realism(decoded)
         summary["samples"] = []
-        for i, (d, s) in enumerate(tqdm(list(zip(decoded, scores, strict=True)), desc="writing", disable=args.n <= 32)):
+        for i, (d, s) in enumerate(tqdm(list(zip(decoded, scores, strict=True)), desc="writing", unit=" crystal", disable=args.n <= 2)):
             summary["samples"].append({**_write_decoded(model, d, out, f"sample_{i:03d}"), "realism": float(s)})
     elif args.command == "interpolate":
         za = model.encode(_read(args.cif_a, args.majority_species), seed=args.seed).mean
         zb = model.encode(_read(args.cif_b, args.majority_species), seed=args.seed).mean
         frames = model.interpolate(za, zb, args.steps, spherical=args.spherical, max_z=max_z)
-        summary["frames"] = [_write_decoded(model, d, out, f"frame_{i:03d}") for i, d in enumerate(frames)]
+        summary["frames"] = [_write_decoded(model, d, out, f"frame_{i:03d}")
+                             for i, d in enumerate(tqdm(frames, desc="writing", unit=" frame"))]
     elif args.command == "traverse":
         if args.cif:
             z = model.encode(_read(args.cif, args.majority_species), seed=args.seed).mean
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> dict:
         values = np.linspace(-3, 3, args.frames)
         frames, diffs = model.traverse(z, args.dim, values, max_z=max_z)
         summary["frames"] = []
-        for i, (d, diff, v) in enumerate(zip(frames, diffs, values, strict=True)):
+        for i, (d, diff, v) in enumerate(tqdm(list(zip(frames, diffs, values, strict=True)), desc="writing", unit=" frame")):
             info = _write_decoded(model, d, out, f"dim{args.dim}_{i:02d}")
             summary["frames"].append({**info, "value_prior_sigma": float(v), "max_abs_density_change": float(np.abs(diff).max())})
     from crystal_explorer.metrics import json_safe
