@@ -2,8 +2,8 @@
 
 Each decoding is written as a CIF when a periodic lattice is known (recovered from the atoms by lattice
 models; for a reconstruction, the input's own cell when a single-cell model is used or no lattice is
-recovered), else as XYZ of the atoms in the 10 Å cube, plus a PNG preview and a summary.json. Bad input
-exits with status 2 and one line.
+recovered; for a single-cell draw or frame, the cell predicted by the model's cell head), else as XYZ of
+the atoms in the 10 Å cube, plus a PNG preview and a summary.json. Bad input exits with status 2 and one line.
 """
 
 from __future__ import annotations
