@@ -12,7 +12,7 @@ spare), and polish the best few with Powell's method.
 
 Measured on the test split (100 per source, `train.evaluate --match`): the true atoms placed in the head's
 cell, oriented on them, match the original crystal under StructureMatcher for 99 % of Perov-5, 24 % of
-Carbon-24 and 12.5 % of MP; with the true cell parameters the orientation search alone matches 100 / 80 /
+Carbon-24 and 19.4 % of MP; with the true cell parameters the orientation search alone matches 100 / 80 /
 80 % (val, 40 per source), so the parameters, not the orientation, limit it. Limits: the zero-penalty orientations
 form a region and the polish takes one of them (StructureMatcher's tolerances absorb small turns); a
 cluster much smaller than its Wigner–Seitz cell leaves that region too large (rock salt's conventional

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a single-cell model folder; the head is written into it")
     parser.add_argument("--data", nargs="+", required=True, help="the training data (.npz bundles, CSV(.gz), CIF folders)")
-    parser.add_argument("--rotations", type=int, default=3, help="random placements per training crystal")
+    parser.add_argument("--rotations", type=int, default=6, help="random placements per training crystal")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--limit", type=int, help="at most N crystals per split (for a quick run)")
     parser.add_argument("--seed", type=int, default=0)
