@@ -55,9 +55,9 @@ def steering(model, targets: list[float], n: int, seed: int) -> dict[str, dict]:
 def periodic(model, decoded: list, limit: int) -> dict | None:
     """Single-cell models with a cell head: the periodic crystals behind up to `limit` decodings, each
     wrapped into its predicted cell (`CrystalModel.predicted_cell`): how many are valid (no two atoms,
-    images included, closer than 0.5 Å; guaranteed by the wrap, which merges atoms closer than 0.5 Å into
-    one site), how many decoded atoms survive that merge (the informative number), and how many have a
-    space group above P1 at spglib's 0.1 Å."""
+    images included, closer than 0.5 Å; mostly by construction, as the wrap merges atoms closer than
+    0.5 Å into one site, though merged sites can still land close), how many decoded atoms survive that
+    merge (the informative number), and how many have a space group above P1 at spglib's 0.1 Å."""
     from tqdm import tqdm
 
     from crystal_explorer.export import space_group
