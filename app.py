@@ -370,7 +370,7 @@ def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, dims: list[in
         st.button("Reset to the start point", icon=":material/restart_alt:", on_click=reset_sliders,
                   args=(folder, dims, base), key="latent_reset")
         centre, spread = load_model(folder).axes()
-        start = (np.asarray(base, float) - centre) / spread
+        start = standardised(folder, base)
         z = np.array(base, np.float32)
         cols = st.columns(4)
         for i, d in enumerate(dims):

@@ -76,13 +76,13 @@ class CellHead(nn.Module):
         return (self(x) * self.y_std + self.y_mean).cpu().double().numpy()
 
     def save(self, folder: str | Path, metadata: dict | None = None) -> Path:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from crystal_explorer.checkpoint import atomic_write
 
         path = Path(folder) / CELL_HEAD_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
         meta = {"config": json.dumps(asdict(self.config)), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata=meta)
-        tmp.replace(path)
+        atomic_write(path, save({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, metadata=meta))
         return path
 
     @classmethod

@@ -17,7 +17,8 @@ META_FILE = "model.json"
 _HALF_ABOVE = 4096  # large float tensors are stored as float16 to keep each file under 16 MiB
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, so a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -36,9 +37,9 @@ def save_model(model: CrystalVAE, folder: str | Path, metadata: dict | None = No
         if t.is_floating_point() and t.numel() > _HALF_ABOVE:
             t = t.half()
         tensors[name] = t
-    _atomic_write(folder / WEIGHTS_FILE, save(tensors))
+    atomic_write(folder / WEIGHTS_FILE, save(tensors))
     meta = {"model_config": model.config.to_dict(), **(metadata or {})}
-    _atomic_write(folder / META_FILE, json.dumps(meta, indent=2, default=str).encode())
+    atomic_write(folder / META_FILE, json.dumps(meta, indent=2, default=str).encode())
     return folder
 
 

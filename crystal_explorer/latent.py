@@ -145,6 +145,15 @@ class CrystalModel:
         x, species, mean, log_var = (t.cpu().numpy() for t in (x, species, mean, log_var))
         return [Encoded(p, x[i, 0] * self.scale, species[i], mean[i], log_var[i]) for i, p in enumerate(placements)]
 
+    def encode_means(self, placements: list[Placement], batch_size: int = 32) -> np.ndarray:
+        """Posterior means (N, L) of many placements, encoded in batches with a progress bar."""
+        from tqdm import tqdm
+
+        means = []
+        for start in tqdm(range(0, len(placements), batch_size), desc="encoding", unit=" batch"):
+            means += [e.mean for e in self.encode_placements(placements[start : start + batch_size])]
+        return np.stack(means) if means else np.zeros((0, self.latent_size), np.float32)
+
     def encode(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Encoded:
         """Encode one crystal (its posterior mean is `.mean`)."""
         return self.encode_placements([self.place(crystal, seed, canonical)])[0]
@@ -196,13 +205,15 @@ class CrystalModel:
         decoded = self.decode_encoded(encoded)
         return Reconstruction(encoded, decoded, compare_with_truth(encoded, decoded, self.grid))
 
-    def predicted_cell(self, decoded: Decoded) -> np.ndarray | None:
+    def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None) -> np.ndarray | None:
         """Lattice rows (3, 3) in Å in the cube frame for a single-cell decoding with no known cell: the cell
-        head's parameters, oriented on the decoded atoms (`crystal_explorer.cell`); None without a head or atoms."""
-        if self.cell_head is None or self.representation != "single" or len(decoded.atoms) == 0:
+        head's parameters, oriented on the decoded atoms (`crystal_explorer.cell`), or on `positions` (N, 3)
+        when given (evaluation orients on the true atoms); None without a head or atoms."""
+        positions = decoded.atoms.positions if positions is None else positions
+        if self.cell_head is None or self.representation != "single" or len(positions) == 0:
             return None
         lattice = lattice_from_parameters(self.cell_head.parameters_of(decoded.latent)[0])
-        return orient_cell(decoded.atoms.positions, lattice)[0]
+        return orient_cell(positions, lattice)[0]
 
     # --- exploring --------------------------------------------------------------------------------
     def draw(self, n: int, seed: int = 0, temperature: float = 1.0, prior: str | None = None) -> np.ndarray:

@@ -24,13 +24,13 @@ the cube can show) gives None: "no lattice found", never an exception.
 
 Single unit cell (`single_cell_structure`): a decoded single cell is a finite cluster with no
 periodicity left in it, and several lattices explain the same cluster equally well (the cluster is
-the compact, folded image of the cell, so its extent does not fix the cell vectors). We do not guess:
-without a known lattice the result is a non-periodic pymatgen Molecule (exported as XYZ); given a
-lattice in the cube frame (the input's own cell, rotated as it was placed, when a known crystal is
-reconstructed) the atoms are wrapped into it, duplicates merged into one site of the majority species
-(`structure_in_cell`), and a Structure is returned. Draws and interpolations of the single-cell model
-therefore export as XYZ. A lattice-model reconstruction whose lattice cannot be recovered is wrapped
-into the input's cell the same way.
+the compact, folded image of the cell, so its extent alone does not fix the cell vectors). Without a
+lattice the result is a non-periodic pymatgen Molecule (exported as XYZ); given a lattice in the cube
+frame (the input's own cell, rotated as it was placed, when a known crystal is reconstructed; or, for
+draws and interpolation frames, the cell predicted by `crystal_explorer.cell`) the atoms are wrapped
+into it, duplicates merged into one site of the majority species (`structure_in_cell`), and a Structure
+is returned. A lattice-model reconstruction whose lattice cannot be recovered is wrapped into the
+input's cell the same way.
 """
 
 from __future__ import annotations

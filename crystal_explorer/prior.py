@@ -15,8 +15,6 @@ Stored beside a checkpoint as `latent_prior.safetensors` (μ, L, and how many en
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +66,11 @@ class LatentPrior:
     def save(self, folder: str | Path) -> Path:
         from safetensors.numpy import save
 
+        from crystal_explorer.checkpoint import atomic_write
+
         path = Path(folder) / PRIOR_FILE
-        data = save({"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)},
-                    metadata={"n_encodings": str(self.n_encodings)})
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, save({"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)},
+                                metadata={"n_encodings": str(self.n_encodings)}))
         return path
 
     @classmethod

@@ -37,13 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", help="export the final weights here (default: runs/<name>/export)")
     args = parser.parse_args(argv)
 
-    from crystal_explorer.errors import CrystalExplorerError
+    from train import USER_ERRORS, user_error
 
     try:
         return _train(args)
-    except (CrystalExplorerError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as exc:
+        return user_error(exc)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,15 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="store the chosen offset in CHECKPOINT/model.json")
     args = parser.parse_args(argv)
-    from crystal_explorer.checkpoint import META_FILE, read_metadata
-    from crystal_explorer.errors import CrystalExplorerError
+    from crystal_explorer.checkpoint import META_FILE, atomic_write, read_metadata
+    from train import USER_ERRORS, user_error
 
     try:
         meta = read_metadata(args.checkpoint)
         results = sweep(args.checkpoint, args.data, args.limit, args.seed, split=args.split)
-    except (CrystalExplorerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as exc:
+        return user_error(exc)
     keys = ("count_exact", "atoms_within_0.5A", "pred_atoms_within_0.5A", "species_exact", "n_pred_atoms", "n_true_atoms")
     print(f"{'offset':>6} " + " ".join(f"{k:>22}" for k in keys) + f" {'score':>6}")
     for b, summary in results.items():
@@ -96,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "split": args.split, "n_structures": results[best]["n_structures"], "score": score(results[best]),
             "sweep": {str(b): {k: results[b].get(k) for k in keys} for b in results},
         }
-        (Path(args.checkpoint) / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        atomic_write(Path(args.checkpoint) / META_FILE, json.dumps(meta, indent=2, default=str).encode())
         print(f"written to {Path(args.checkpoint) / META_FILE}")
     return 0
 

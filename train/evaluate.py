@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,12 +134,11 @@ def _match(items, representation: str, grid, model=None) -> dict:
     """
     from tqdm import tqdm
 
-    from crystal_explorer.cell import lattice_from_parameters, orient_cell
     from crystal_explorer.lattice import placed_lattice, recover_lattice, single_cell_structure, structure_in_cell
     from crystal_explorer.matching import match_metrics
 
     pairs, in_cell, sources = [], [], []
-    head = model.cell_head if model is not None and representation == "single" else None
+    with_head = model is not None and model.cell_head is not None and representation == "single"
     predicted, predicted_true = [], []
     for crystal, placement, dec, source in tqdm(items, desc="matching", unit=" crystal"):
         cell = placed_lattice(crystal.lattice, placement.rotation)
@@ -151,11 +149,10 @@ def _match(items, representation: str, grid, model=None) -> dict:
             in_cell.append((truth, structure_in_cell(dec.atoms.positions, dec.atoms.atomic_numbers, cell, grid=grid)))
         else:
             pairs.append((truth, single_cell_structure(dec.atoms.positions, dec.atoms.atomic_numbers, cell)))
-            if head is not None:
-                lattice = lattice_from_parameters(head.parameters_of(dec.latent)[0])
-                true_cell = orient_cell(placement.positions, lattice)[0]
+            if with_head:
+                true_cell = model.predicted_cell(dec, positions=placement.positions)
                 predicted_true.append((truth, single_cell_structure(placement.positions, placement.atomic_numbers, true_cell)))
-                decoded_cell = orient_cell(dec.atoms.positions, lattice)[0] if len(dec.atoms) else None
+                decoded_cell = model.predicted_cell(dec)
                 predicted.append((truth, None if decoded_cell is None else
                                   single_cell_structure(dec.atoms.positions, dec.atoms.atomic_numbers, decoded_cell)))
         sources.append(source)
@@ -255,13 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", action="store_true", help="write the PNG figures")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    from crystal_explorer.errors import CrystalExplorerError
+    from train import USER_ERRORS, user_error
 
     try:
         metrics = evaluate(args)
-    except (CrystalExplorerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as exc:
+        return user_error(exc)
     keys = ("n_structures", "atoms_within_0.5A", "count_exact", "count_within_2", "species_exact", "species_within_2",
             "distance_percentiles_true_to_pred", "voxel_mse", "match_rate")
     for k in keys:

@@ -10,8 +10,6 @@ writes CHECKPOINT/cell_head.safetensors. Only weights and summary errors are sto
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 import numpy as np
 
@@ -23,10 +21,9 @@ def _encode(model, bundle, indices, rotations: int, seed: int, batch_size: int =
     from crystal_explorer.lattice import placed_lattice
     from crystal_explorer.representation import place
 
-    latents, targets, sources = [], [], []
+    placements, targets, sources = [], [], []
     todo = [(r, int(i)) for r in range(rotations) for i in indices]
-    batch = []
-    for r, i in tqdm(todo, desc="encoding", unit=" crystal"):
+    for r, i in tqdm(todo, desc="placing", unit=" crystal", leave=False):
         crystal = bundle[i]
         if crystal.atomic_numbers.max(initial=0) > model.network.config.max_z:
             continue
@@ -35,13 +32,8 @@ def _encode(model, bundle, indices, rotations: int, seed: int, batch_size: int =
             continue
         targets.append(Lattice(placed_lattice(crystal.lattice, p.rotation)).get_niggli_reduced_lattice().matrix)
         sources.append(bundle.sources[i])
-        batch.append(p)
-        if len(batch) == batch_size:
-            latents += [e.mean for e in model.encode_placements(batch)]
-            batch = []
-    if batch:
-        latents += [e.mean for e in model.encode_placements(batch)]
-    return np.stack(latents), np.stack(targets), np.array(sources)
+        placements.append(p)
+    return model.encode_means(placements, batch_size), np.stack(targets), np.array(sources)
 
 
 def errors(params: np.ndarray, truth: np.ndarray, sources: np.ndarray) -> dict:
@@ -108,15 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="at most N crystals per split (for a quick run)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from crystal_explorer.errors import CrystalExplorerError
+    from train import json_command
 
-    try:
-        info = fit(args.checkpoint, args.data, args.rotations, args.epochs, args.seed, args.limit)
-    except (CrystalExplorerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(info, indent=2))
-    return 0
+    return json_command(lambda: fit(args.checkpoint, args.data, args.rotations, args.epochs, args.seed, args.limit))
 
 
 if __name__ == "__main__":

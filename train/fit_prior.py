@@ -10,8 +10,6 @@ encodings. Only the mean and covariance are stored, nothing row by row.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 import numpy as np
 
@@ -40,10 +38,8 @@ def fit(checkpoint: str, data: list[str], limit: int, seed: int, device: str | N
         p = place(crystal, model.representation, np.random.default_rng([seed, int(i)]), model.grid)
         if p is not None:
             placements.append(p)
-    latents = []
-    for start in tqdm(range(0, len(placements), batch_size), desc="encoding", unit=" batch"):
-        latents += [e.mean for e in model.encode_placements(placements[start : start + batch_size])]
-    prior = LatentPrior.fit(np.stack(latents))
+    latents = model.encode_means(placements, batch_size)
+    prior = LatentPrior.fit(latents)
     path = prior.save(checkpoint)
     spread = np.sqrt(np.diag(prior.scale_tril @ prior.scale_tril.T))
     return {"file": str(path), "n_encodings": len(latents), "split": "train", "seed": seed,
@@ -59,15 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    from crystal_explorer.errors import CrystalExplorerError
+    from train import json_command
 
-    try:
-        info = fit(args.checkpoint, args.data, args.limit, args.seed, args.device)
-    except (CrystalExplorerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(info, indent=2))
-    return 0
+    return json_command(lambda: fit(args.checkpoint, args.data, args.limit, args.seed, args.device))
 
 
 if __name__ == "__main__":
