@@ -19,6 +19,24 @@ def _git_revision() -> str:
         return "unknown"
 
 
+def _parse_sets(items: list[str]) -> dict:
+    """`KEY=VALUE` pairs: numbers as int or float (3e-4 too, which YAML reads as a string), else YAML."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, not {item!r}")
+        for parse in (int, float, yaml.safe_load):
+            try:
+                out[key] = parse(value)
+                break
+            except ValueError:
+                continue
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     parser.add_argument("--config", required=True, help="YAML with `model` and `train` sections")
@@ -31,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", help="override train.data")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument("--num-workers", type=int, help="override train.num_workers")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override any train key, e.g. --set lr=3e-4 seg_on_target=0 (values parsed as YAML)")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--num-nodes", type=int, default=1)
@@ -60,6 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "max_steps": args.max_steps, "limit": args.limit, "batch_size": args.batch_size,
         "num_workers": args.num_workers, "data": tuple(args.data) if args.data else None}.items() if v is not None}
+    overrides.update(_parse_sets(args.set))
     run = RunConfig.from_yaml(args.config, overrides)
     cfg = run.train
     L.seed_everything(cfg.seed, workers=True)
@@ -87,8 +108,13 @@ def _train(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
     module = CrystalVAEModule(run.to_dict(), max_minutes=args.max_minutes)
+    stages: list[dict] = []
     if args.init_from:
-        module.model.load_state_dict(load_model(args.init_from)[0].state_dict())
+        initial, initial_meta = load_model(args.init_from)
+        if initial.config != module.model.config:
+            raise ValueError(f"--init-from {args.init_from}: its model config differs from {args.config}'s")
+        module.model.load_state_dict(initial.state_dict())
+        stages = list(initial_meta.get("training_stages", []))
     gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
     checkpoint = ModelCheckpoint(dirpath=run_dir, filename="step{step}", every_n_train_steps=cfg.checkpoint_every_steps,
@@ -116,7 +142,14 @@ def _train(args: argparse.Namespace) -> int:
     seconds = time.time() - started
     if trainer.is_global_zero:
         export = Path(args.export) if args.export else run_dir / "export"
-        samples = (trainer.global_step - (0 if resume is None else 0)) * cfg.batch_size
+        samples = trainer.global_step * cfg.batch_size
+        device = torch.cuda.get_device_name() if gpu else f"cpu ({torch.get_num_threads()} threads)"
+        stages.append({
+            "stage": len(stages), "steps": int(trainer.global_step), "samples": int(samples),
+            "minutes": round(seconds / 60, 1), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
+            "device": device, "initialised_from_previous_stage": bool(args.init_from),
+            "data": [Path(p).name for p in cfg.data], "lr": cfg.lr, "batch_size": cfg.batch_size,
+        })
         save_model(module.model.float(), export, {
             "representation": cfg.representation,
             "train": run.to_dict()["train"],
@@ -125,8 +158,10 @@ def _train(args: argparse.Namespace) -> int:
                      "split": "sha256(material_id): test < 0.1 ≤ val < 0.2 ≤ train"},
             "steps": int(trainer.global_step),
             "git_revision": _git_revision(),
-            "device": torch.cuda.get_device_name() if gpu else "cpu",
+            "device": device,
             "samples_per_second": samples / max(seconds, 1e-9),
+            "training_stages": stages,
+            "samples_seen": int(sum(s.get("samples", s.get("steps", 0) * 64) for s in stages)),
         })
         print(f"trained {trainer.global_step} steps in {seconds:.0f} s ({samples / seconds:.1f} samples/s); weights in {export}")
     return 0
