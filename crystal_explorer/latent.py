@@ -16,6 +16,7 @@ import torch
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.cell import CellHead, lattice_from_parameters, orient_cell
 from crystal_explorer.checkpoint import load_model
+from crystal_explorer.density_fit import fit_amplitudes, species_from_amplitudes
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.inference import FrozenParts
@@ -113,6 +114,30 @@ class CrystalModel:
         """
         return float(self.metadata.get("segmentation", {}).get("background_logit_offset", 0.0))
 
+    @property
+    def segmentation(self) -> dict:
+        """How decoded grids become atoms: `split_angstrom` (watershed split of joined atoms, None = one atom
+        per component) and `species` ("vote": the paper's majority vote; "amplitude+vote": votes combined
+        with least-squares Gaussian amplitudes, `crystal_explorer.density_fit`). Single-cell models default
+        to both refinements (chosen on the val split); lattice models to the paper's rule. model.json's
+        "segmentation" overrides."""
+        defaults = {"split_angstrom": 1.0, "species": "amplitude+vote"} if self.representation == "single" else {
+            "split_angstrom": None, "species": "vote"}
+        stored = self.metadata.get("segmentation", {})
+        return {k: stored.get(k, v) for k, v in defaults.items()}
+
+    def atoms_of(self, species: np.ndarray, density: np.ndarray) -> Atoms:
+        """Atoms (Å, cube frame) of one decoded species grid (n, n, n) and its density (n, n, n) in Z units."""
+        rule = self.segmentation
+        atoms = atoms_from_species_grid(species, self.grid, weights=density, split_angstrom=rule["split_angstrom"])
+        if rule["species"] == "amplitude+vote" and len(atoms):
+            amplitudes = fit_amplitudes(density, atoms.positions, self.grid)
+            z = species_from_amplitudes(amplitudes, atoms.votes, self.network.config.max_z)
+            atoms = Atoms(atoms.positions, z, atoms.n_voxels, atoms.votes)
+        elif rule["species"] not in ("vote", "amplitude+vote"):
+            raise CrystalExplorerError(f"unknown species rule {rule['species']!r} in the checkpoint's segmentation")
+        return atoms
+
     def decode_density(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Network-scaled densities (B, 1, n, n, n) of latents (B, L); `condition` (B, 1) for the conditional model."""
         return self.frozen("decoder", self.network.decoder, self.network.bottleneck(z, condition))
@@ -191,7 +216,7 @@ class CrystalModel:
             density = (density[:, 0] * self.scale).cpu().numpy()
             species, confidence = species.cpu().numpy(), confidence.cpu().numpy()
             for i in range(len(z)):
-                atoms = atoms_from_species_grid(species[i], self.grid, weights=density[i])
+                atoms = self.atoms_of(species[i], density[i])
                 out.append(Decoded(latents[start + i], density[i], species[i], atoms, confidence[i]))
         return out
 

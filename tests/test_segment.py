@@ -89,3 +89,30 @@ def test_atoms_from_scores_takes_the_argmax(rng):
     one_hot = np.moveaxis(np.eye(12)[labels], -1, 0)
     atoms = atoms_from_scores(scores + 5 * one_hot, GRID)
     _match(positions, z, atoms)
+
+
+def _ball_labels(centres: np.ndarray, radius: float, z: int, grid: GridSpec = GridSpec()) -> np.ndarray:
+    c = (np.indices((grid.n_voxels,) * 3).reshape(3, -1).T + 0.5) * grid.voxel_size_angstrom
+    near = (np.linalg.norm(c[:, None] - centres[None], axis=-1) <= radius).any(1)
+    return np.where(near, z, 0).reshape((grid.n_voxels,) * 3)
+
+
+def test_watershed_split_separates_two_joined_atoms_and_keeps_a_lone_one():
+    # two carbons 1.5 Å apart whose 0.8 Å balls overlap into one component, and a lone atom
+    centres = np.array([[4.25, 5.0, 5.0], [5.75, 5.0, 5.0]])
+    labels = _ball_labels(centres, 0.8, 6) + _ball_labels(np.array([[2.0, 2.0, 8.0]]), 0.8, 14)
+    assert len(atoms_from_species_grid(labels)) == 2  # the paper's rule: one atom per component
+    atoms = atoms_from_species_grid(labels, split_angstrom=1.0)
+    assert len(atoms) == 3
+    order = np.argsort(atoms.positions[:, 2] * 100 + atoms.positions[:, 0])
+    np.testing.assert_allclose(atoms.positions[order][:2], centres, atol=0.2)
+    assert sorted(atoms.atomic_numbers.tolist()) == [6, 6, 14]
+    assert atoms.votes.shape == (3, 15) and (atoms.votes.sum(1) == atoms.n_voxels).all()
+
+
+def test_watershed_split_leaves_the_true_species_grid_of_a_perovskite_alone(perovskite_arrays, rng):
+    cluster = compact_cluster(perovskite_arrays.lattice, perovskite_arrays.frac_coords)
+    positions = single_cell_positions(cluster, fit_rotation(cluster, rng, GRID), GRID)
+    s = species_grid(positions, perovskite_arrays.atomic_numbers, GRID)
+    atoms = atoms_from_species_grid(s, GRID, split_angstrom=1.0)
+    _match(positions, perovskite_arrays.atomic_numbers, atoms)

@@ -117,6 +117,56 @@ def test_resume_continues_from_the_last_checkpoint(first_run, run_setup):
     assert meta["steps"] == 3  # one more step, not three from scratch
 
 
+def test_init_from_continues_the_exported_weights_and_extends_the_ledger(first_run, run_setup):
+    code, run_dir = first_run
+    assert code == 0
+    tmp, csv, config = run_setup
+    before, _ = load_model(run_dir / "export")
+    out = tmp / "continued"
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "1", "--batch-size", "2",
+                            "--runs", str(tmp / "runs_init"), "--accelerator", "cpu", "--init-from", str(run_dir / "export"),
+                            "--export", str(out), "--set", "lr=1e-9", "warmup_steps=1")
+    assert code == 0
+    after, meta = load_model(out)
+    # a near-zero learning rate: the continued weights are the exported ones, not a fresh initialisation
+    for name, tensor in before.state_dict().items():
+        if tensor.is_floating_point() and "running" not in name:
+            assert (after.state_dict()[name] - tensor).abs().max() < 1e-3, name
+    ledger = meta["training_stages"]
+    assert [s["initialised_from_previous_stage"] for s in ledger] == [False, True]  # the first run, then this one
+    assert ledger[-1]["samples"] == 2 and ledger[-1]["lr"] == pytest.approx(1e-9)
+
+
+def test_vae_only_stage_leaves_the_unet_untouched(first_run, run_setup):
+    code, run_dir = first_run
+    assert code == 0
+    tmp, csv, config = run_setup
+    before, _ = load_model(run_dir / "export")
+    out = tmp / "vae_only"
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "2", "--batch-size", "2",
+                            "--runs", str(tmp / "runs_vae"), "--accelerator", "cpu", "--init-from", str(run_dir / "export"),
+                            "--export", str(out), "--set", "gamma=0", "seg_on_target=0", "lr=1e-2", "warmup_steps=1")
+    assert code == 0
+    after, _ = load_model(out)
+    a, b = after.state_dict(), before.state_dict()
+    assert all(torch_equal(a[k], b[k]) for k in b if k.startswith("unet."))
+    assert not all(torch_equal(a[k], b[k]) for k in b if k.startswith("decoder."))
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))
+
+
+def test_a_malformed_set_override_is_one_clear_line(run_setup, capsys):
+    tmp, csv, config = run_setup
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--runs", str(tmp / "bad_set"),
+                            "--set", "no_equals_sign", "--accelerator", "cpu")
+    assert code == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
 def test_resume_without_a_checkpoint_fails_clearly(run_setup, capsys):
     tmp, csv, config = run_setup
     code = _main_in_process("--config", str(config), "--data", str(csv), "--runs", str(tmp / "empty_runs"),

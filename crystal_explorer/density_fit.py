@@ -1,0 +1,187 @@
+"""Species from physics: a density fitted as a sum of eq. (1)'s Gaussians, whose amplitudes are atomic numbers.
+
+In Z units (a lone atom peaks at its Z) the density of eq. (1) is Σ_m Z_m exp(−|r − r_m|² / 2σ²), so a
+fitted amplitude *is* an atomic number, with the overlapping tails of neighbours accounted for. The
+U-Net's votes and the amplitude are combined (`species_from_amplitudes`): the votes say which elements the
+network believes in, the amplitude how heavy the atom is.
+
+Measured on the validation split (40 crystals per source, shipped single-cell model, atoms from the
+segmentation): species exact / within ±2 of the vote 47 / 79 % (Perov-5), 26 / 54 % (Materials Project),
+100 / 100 % (Carbon-24); rounded amplitude 42 / 95, 19 / 71, 8 / 54 %; the combination (σ_Z = 2) 50 / 89,
+28 / 64, 98 / 98 %. A full fit that also moves the atoms (`fit_atoms`) found the same species and moved
+them slightly away from the truth, so decodings use the amplitudes at the segmented positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from crystal_explorer.grid import GridSpec
+from crystal_explorer.segment import Atoms
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to fit.
+
+    Attributes:
+        iterations: L-BFGS iterations per fit.
+        max_added: atoms that may be added at residual peaks (0 keeps the segmentation's count).
+        add_threshold: a residual peak this high (Z units) gets a new atom.
+        min_amplitude: atoms whose amplitude falls below this (Z units) are removed.
+        sigma_z: the species rule's spread, see `species_from_amplitudes`.
+        max_shift_angstrom: a fitted atom that moved further than this from its start keeps its start.
+    """
+
+    iterations: int = 60
+    max_added: int = 0
+    add_threshold: float = 2.0
+    min_amplitude: float = 0.5
+    sigma_z: float = 2.0
+    max_shift_angstrom: float = 1.0
+
+
+class FitResult(NamedTuple):
+    """The fitted atoms, their amplitudes (K,) in Z units, and the relative residual ‖ρ − fit‖ / ‖ρ‖."""
+
+    atoms: Atoms
+    amplitudes: np.ndarray
+    residual: float
+
+
+def _axis_gaussians(positions: torch.Tensor, grid: GridSpec) -> torch.Tensor:
+    """exp(−(x − p)² / 2σ²) per atom, axis and voxel centre: (K, 3, n)."""
+    h, s = grid.voxel_size_angstrom, grid.sigma_angstrom
+    centres = (torch.arange(grid.n_voxels, dtype=positions.dtype) + 0.5) * h
+    return torch.exp(-((centres - positions[..., None]) ** 2) / (2 * s * s))
+
+
+def gaussian_density(positions: np.ndarray | torch.Tensor, amplitudes: np.ndarray | torch.Tensor, grid: GridSpec = GridSpec()):
+    """Σ_m A_m exp(−|r − r_m|² / 2σ²) at the voxel centres: (n, n, n), Z units when A = Z. Positions (K, 3) Å."""
+    is_numpy = isinstance(positions, np.ndarray)
+    pos = torch.as_tensor(positions, dtype=torch.float64)
+    amp = torch.as_tensor(amplitudes, dtype=torch.float64)
+    g = _axis_gaussians(pos, grid)
+    rho = torch.einsum("k,kx,ky,kz->xyz", amp, g[:, 0], g[:, 1], g[:, 2])
+    return rho.numpy() if is_numpy else rho
+
+
+def _fit(rho: torch.Tensor, positions: np.ndarray, amplitudes: np.ndarray, grid: GridSpec, iterations: int):
+    pos = torch.tensor(positions, dtype=torch.float64, requires_grad=True)
+    amp = torch.tensor(amplitudes, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([pos, amp], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = ((gaussian_density(pos, amp, grid) - rho) ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return pos.detach().numpy(), amp.detach().numpy()
+
+
+def _initial_amplitudes(rho: np.ndarray, positions: np.ndarray, grid: GridSpec) -> np.ndarray:
+    """Linear least squares for the amplitudes at fixed positions (the Gram matrix is separable per axis)."""
+    g = _axis_gaussians(torch.as_tensor(positions, dtype=torch.float64), grid).numpy()  # (K, 3, n)
+    gram = np.prod(np.einsum("kan,jan->akj", g, g), axis=0)  # (K, K)
+    rhs = np.einsum("kx,ky,kz,xyz->k", g[:, 0], g[:, 1], g[:, 2], rho)
+    amp, *_ = np.linalg.lstsq(gram + 1e-6 * np.eye(len(gram)), rhs, rcond=None)
+    return np.clip(amp, 0.0, None)
+
+
+def fit_amplitudes(density: np.ndarray, positions: np.ndarray, grid: GridSpec = GridSpec()) -> np.ndarray:
+    """Least-squares amplitudes (K,) in Z units of Gaussians at fixed positions (K, 3) Å that best explain
+    a density (n, n, n) in Z units; clipped at 0."""
+    positions = np.asarray(positions, np.float64).reshape(-1, 3)
+    if len(positions) == 0:
+        return np.zeros(0)
+    return _initial_amplitudes(np.asarray(density, np.float64), positions, grid)
+
+
+def species_from_amplitudes(
+    amplitudes: np.ndarray, votes: np.ndarray | None = None, max_z: int = 94, sigma_z: float = 2.0, floor: float = 0.01
+) -> np.ndarray:
+    """Each atom's Z: the most probable under P(Z) ∝ (vote share of Z + `floor`) · exp(−(A − Z)² / 2σ_Z²).
+
+    Args:
+        amplitudes: (K,) fitted amplitudes in Z units.
+        votes: (K, C) voxel votes per atom and Z (class 0 ignored); None gives the rounded amplitude.
+        sigma_z: how far (in Z) a decoded amplitude may stray from the true Z.
+        floor: prior weight of an element no voxel voted for.
+
+    Returns:
+        (K,) int64 atomic numbers in 1..max_z.
+    """
+    amplitudes = np.asarray(amplitudes, float)
+    z = np.arange(max_z + 1)
+    prior = np.full((len(amplitudes), max_z + 1), floor)
+    if votes is not None and len(amplitudes):
+        v = np.asarray(votes, float)[:, : max_z + 1]
+        share = v / np.maximum(v[:, 1:].sum(1, keepdims=True), 1)
+        prior[:, : v.shape[1]] += share
+    log_p = np.log(prior) - (amplitudes[:, None] - z) ** 2 / (2 * sigma_z**2)
+    log_p[:, 0] = -np.inf
+    return log_p.argmax(1).astype(np.int64)
+
+
+def fit_atoms(
+    density: np.ndarray,
+    atoms: Atoms,
+    grid: GridSpec = GridSpec(),
+    config: FitConfig = FitConfig(),
+    species_grid: np.ndarray | None = None,
+    max_z: int = 94,
+) -> FitResult:
+    """Refine segmented atoms on their density (n, n, n) in Z units by a least-squares Gaussian fit.
+
+    Args:
+        density: the (decoded) density in Z units, cube frame.
+        atoms: the starting atoms (e.g. `atoms_from_species_grid`), positions in Å.
+        species_grid: the segmentation's Z per voxel; when given, the votes of the voxels within the
+            species radius of each fitted position enter `species_from_amplitudes`.
+        max_z: species are clipped to 1..max_z.
+
+    Returns:
+        `FitResult` with atoms in the same frame; `n_voxels` counts the species-radius voxels of each atom.
+    """
+    rho_np = np.asarray(density, np.float64)
+    if len(atoms) == 0 or not np.isfinite(rho_np).all():
+        return FitResult(atoms, np.zeros(len(atoms)), 1.0)
+    rho = torch.from_numpy(rho_np)
+    positions = np.asarray(atoms.positions, np.float64).copy()
+    start = positions.copy()
+    amplitudes = _initial_amplitudes(rho_np, positions, grid)
+    positions, amplitudes = _fit(rho, positions, amplitudes, grid, config.iterations)
+    for _ in range(config.max_added):
+        residual = rho_np - gaussian_density(positions, amplitudes, grid)
+        peak = np.unravel_index(np.argmax(residual), residual.shape)
+        if residual[peak] < config.add_threshold:
+            break
+        new = (np.array(peak) + 0.5) * grid.voxel_size_angstrom
+        positions, start = np.vstack([positions, new]), np.vstack([start, new])
+        amplitudes = np.append(amplitudes, residual[peak])
+        positions, amplitudes = _fit(rho, positions, amplitudes, grid, config.iterations)
+    # an atom the fit carried far away (or out of the cube) keeps its start: the fit had no hold on it
+    moved = np.linalg.norm(positions - start, axis=1) > config.max_shift_angstrom
+    inside = ((positions >= 0) & (positions <= grid.box_size_angstrom)).all(1)
+    positions = np.where((moved | ~inside)[:, None], start, positions)
+    keep = amplitudes >= config.min_amplitude
+    positions, amplitudes = positions[keep], amplitudes[keep]
+    fitted = gaussian_density(positions, amplitudes, grid)
+    residual = float(np.linalg.norm(rho_np - fitted) / max(np.linalg.norm(rho_np), 1e-12))
+
+    h, r, n = grid.voxel_size_angstrom, grid.species_radius_angstrom, grid.n_voxels
+    centres = (np.indices((n,) * 3).reshape(3, -1).T + 0.5) * h
+    near = np.linalg.norm(centres[None] - positions[:, None], axis=-1) <= r  # (K, n³)
+    votes = None
+    if species_grid is not None:
+        labels = np.asarray(species_grid).ravel().astype(np.int64)
+        votes = np.stack([np.bincount(labels[row], minlength=max_z + 1)[: max_z + 1] for row in near]).reshape(-1, max_z + 1)
+    species = species_from_amplitudes(amplitudes, votes, max_z, config.sigma_z)
+    fitted_atoms = Atoms(positions, species, near.sum(1).astype(np.int64), votes)
+    return FitResult(fitted_atoms, amplitudes, residual)

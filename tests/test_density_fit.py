@@ -1,0 +1,79 @@
+"""Species from physics: the Gaussian fit and the vote/amplitude rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crystal_explorer.density_fit import (
+    FitConfig,
+    fit_amplitudes,
+    fit_atoms,
+    gaussian_density,
+    species_from_amplitudes,
+)
+from crystal_explorer.grid import GridSpec
+from crystal_explorer.segment import Atoms
+from crystal_explorer.voxel import density_grid
+
+GRID = GridSpec()
+
+
+def _two_atoms() -> tuple[np.ndarray, np.ndarray]:
+    return np.array([[4.0, 5.1, 4.9], [6.0, 5.0, 5.2]]), np.array([8, 26])  # O and Fe, 2.03 Å apart
+
+
+def test_gaussian_density_is_eq_1_in_z_units():
+    pos, z = _two_atoms()
+    np.testing.assert_allclose(gaussian_density(pos, z.astype(float), GRID), density_grid(pos, z, GRID), rtol=1e-5, atol=1e-5)
+
+
+def test_fit_recovers_two_overlapping_atoms_from_displaced_starts():
+    pos, z = _two_atoms()
+    rho = density_grid(pos, z, GRID)
+    start = Atoms(pos + np.array([[0.3, -0.2, 0.1], [-0.25, 0.2, -0.3]]), np.array([1, 1]), np.array([1, 1]))
+    result = fit_atoms(rho, start, GRID)
+    np.testing.assert_allclose(result.atoms.positions, pos, atol=0.02)
+    np.testing.assert_allclose(result.amplitudes, z, atol=0.05)
+    assert result.atoms.atomic_numbers.tolist() == [8, 26]
+    assert result.residual < 1e-3
+
+
+def test_least_squares_amplitudes_separate_overlapping_tails():
+    pos, z = _two_atoms()
+    rho = density_grid(pos, z, GRID)
+    np.testing.assert_allclose(fit_amplitudes(rho, pos, GRID), z, atol=1e-3)
+    # the peak height alone overstates the lighter atom: its heavy neighbour's tail adds to it
+    peak = rho[tuple(np.floor(pos[0] / GRID.voxel_size_angstrom).astype(int))]
+    assert peak > z[0] + 1
+
+
+def test_an_atom_with_no_density_behind_it_is_dropped():
+    pos, z = _two_atoms()
+    rho = density_grid(pos[:1], z[:1], GRID)
+    start = Atoms(np.vstack([pos[0], [8.5, 8.5, 8.5]]), np.array([8, 8]), np.array([1, 1]))
+    result = fit_atoms(rho, start, GRID, FitConfig(min_amplitude=0.5))
+    assert len(result.atoms) == 1 and result.atoms.atomic_numbers[0] == 8
+
+
+def test_species_rule_weighs_votes_against_the_amplitude():
+    votes = np.zeros((3, 95))
+    votes[0, 22] = 10  # the U-Net says Ti and the amplitude agrees within σ
+    votes[1, 52] = 10  # the U-Net says Te but the density weighs like Fe
+    votes[2, 6] = 10  # a carbon whose amplitude came out low
+    z = species_from_amplitudes(np.array([23.2, 26.1, 4.9]), votes)
+    assert z.tolist() == [22, 26, 6]
+
+
+def test_species_rule_without_votes_rounds_and_stays_in_range():
+    assert species_from_amplitudes(np.array([0.1, 7.6, 130.0]), None, max_z=94).tolist() == [1, 8, 94]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_density_leaves_the_atoms_as_they_are(bad):
+    pos, z = _two_atoms()
+    rho = density_grid(pos, z, GRID)
+    rho[0, 0, 0] = bad
+    start = Atoms(pos, z, np.array([1, 1]))
+    result = fit_atoms(rho, start, GRID)
+    assert result.atoms is start
