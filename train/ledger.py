@@ -1,0 +1,114 @@
+"""`python -m train.ledger`: a model's training ledger (model.json's training_stages) and its learning curve.
+
+    python -m train.ledger --checkpoint checkpoints/single_cell --metrics outputs/val/metrics.json   # record
+    python -m train.ledger --checkpoint checkpoints/single_cell --plot                            # draw the PNG
+
+Each stage holds device, minutes, samples and data; `--metrics` adds the validation metrics measured
+after the newest stage (a `train.evaluate --split val` metrics.json), so the curve plots validation
+quality against the samples seen, one line per source file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+CURVE_FILE = "learning_curve.png"
+CURVE_METRICS = ("atoms_within_0.5A", "count_exact", "species_exact")
+_BATCH_OF_UNLOGGED_STAGES = 64  # stages trained before the ledger recorded samples ran at batch 64
+
+
+def stage_samples(stage: dict) -> int:
+    """Samples a stage trained on (older entries recorded only steps)."""
+    return int(stage.get("samples", stage.get("steps", 0) * _BATCH_OF_UNLOGGED_STAGES))
+
+
+def validation_summary(metrics: dict) -> dict:
+    """The ledger's copy of a val metrics.json: split, seed, counts and the curve metrics, overall and per source."""
+    keep = ("n_structures", *CURVE_METRICS, "species_within_2", "count_within_2")
+    if metrics.get("split") != "val":
+        raise ValueError(f"the ledger records validation metrics, not the {metrics.get('split')!r} split")
+    return {
+        "split": "val", "seed": metrics.get("seed"), "data": metrics.get("data"),
+        **{k: metrics.get(k) for k in keep},
+        "per_source": {name: {k: d.get(k) for k in keep} for name, d in metrics.get("per_source", {}).items()},
+    }
+
+
+def record_validation(folder: str | Path, metrics: dict) -> dict:
+    """Attach validation metrics to the newest stage of `folder`/model.json (written atomically); returns the stage."""
+    from crystal_explorer.checkpoint import META_FILE, atomic_write, read_metadata
+
+    meta = read_metadata(folder)
+    stages = meta.get("training_stages") or []
+    if not stages:
+        raise ValueError(f"{folder} has no training ledger to record into")
+    stages[-1]["validation"] = validation_summary(metrics)
+    meta["samples_seen"] = sum(stage_samples(s) for s in stages)
+    atomic_write(Path(folder) / META_FILE, json.dumps(meta, indent=2, default=str).encode())
+    return stages[-1]
+
+
+def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Path:
+    """Validation metrics against cumulative samples seen, one panel per metric, one line per source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crystal_explorer.checkpoint import read_metadata
+
+    meta = read_metadata(folder)
+    seen, points = 0, []
+    for stage in meta.get("training_stages") or []:
+        seen += stage_samples(stage)
+        if "validation" in stage:
+            points.append((seen, stage))
+    if not points:
+        raise ValueError(f"{folder}: no stage has validation metrics yet (record them with --metrics)")
+    sources = sorted({s for _, st in points for s in st["validation"]["per_source"]})
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.4), sharex=True)
+    for ax, metric in zip(axes, CURVE_METRICS, strict=True):
+        for source in sources:
+            xs = [x for x, st in points if source in st["validation"]["per_source"]]
+            ys = [100 * (st["validation"]["per_source"][source].get(metric) or 0) for _, st in points
+                  if source in st["validation"]["per_source"]]
+            ax.plot(xs, ys, marker="o", label=source.split(".")[0])
+        ax.set_title(metric.replace("_", " ").replace("0.5A", "0.5 Å"))
+        ax.set_xlabel("training samples seen")
+        ax.set_ylabel("% (validation split)")
+        ax.set_ylim(0, 100)
+        ax.set_xlim(0, 1.15 * points[-1][0])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{Path(folder).name}: validation quality after each training stage")
+    fig.tight_layout()
+    path = Path(out) if out else Path(folder) / CURVE_FILE
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.ledger", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="an exported model folder")
+    parser.add_argument("--metrics", help="a val-split metrics.json from train.evaluate to record on the newest stage")
+    parser.add_argument("--plot", action="store_true", help=f"draw the learning curve into the folder's {CURVE_FILE}")
+    args = parser.parse_args(argv)
+    from train import USER_ERRORS, user_error
+
+    try:
+        if args.metrics:
+            stage = record_validation(args.checkpoint, json.loads(Path(args.metrics).read_text()))
+            print(f"recorded validation metrics on stage {stage.get('stage')}")
+        if args.plot:
+            print(f"learning curve → {plot_learning_curve(args.checkpoint)}")
+    except USER_ERRORS as exc:
+        return user_error(exc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
