@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from crystal_explorer.grid import GridSpec  # noqa: E402
-from crystal_explorer.losses import joint_loss  # noqa: E402
+from crystal_explorer.losses import joint_loss, kl_divergence, reconstruction_loss, segmentation_loss  # noqa: E402
 from crystal_explorer.models import CrystalVAE, ModelConfig  # noqa: E402
 from crystal_explorer.representation import batch_grids, pad_batch, place  # noqa: E402
 from crystal_explorer.segment import atoms_from_scores  # noqa: E402
@@ -43,20 +43,54 @@ def forward_flops(model: CrystalVAE, x: torch.Tensor) -> int | None:
     return counter.get_total_flops()
 
 
-def train_rate(model: CrystalVAE, positions, numbers, grid: GridSpec, steps: int, device: torch.device) -> float:
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
+LOSSES = {
+    "joint+true": "eq. (2) + the U-Net's loss on the true density (stages 0-1 of the shipped models)",
+    "joint": "eq. (2) alone: the U-Net runs once, on the decoding",
+    "vae-only": "L_RE + β·KL: the U-Net frozen and not run (CPU fine-tuning stage)",
+}
+
+
+def _training_step(model: CrystalVAE, positions, numbers, grid: GridSpec, device: torch.device, loss: str, optimiser):
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step() -> None:
         x, species = batch_grids(positions, numbers, grid, model.config.density_scale)
         with autocast:
-            out = model(x)
-            loss = joint_loss(out, x, species, beta=1e-3).total
+            if loss == "vae-only":
+                mean, log_var = model.encode(x)
+                density = model.decode(mean + torch.randn_like(mean) * torch.exp(0.5 * log_var))
+                total = reconstruction_loss(density, x).mean() + 1e-3 * kl_divergence(mean.float(), log_var.float()).mean()
+            else:
+                total = joint_loss(model(x), x, species, beta=1e-3).total
+                if loss == "joint+true":
+                    total = total + 0.05 * segmentation_loss(model.segment(x), species).mean()
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         optimiser.step()
 
+    return step
+
+
+def train_flops(model: CrystalVAE, positions, numbers, grid: GridSpec, device: torch.device, loss: str) -> int | None:
+    """FLOPs of one training step (forward and backward) per sample."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    model.train()
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _training_step(model, positions[:1], numbers[:1], grid, device, loss, optimiser)()
+    return counter.get_total_flops()
+
+
+def train_rate(model: CrystalVAE, positions, numbers, grid: GridSpec, steps: int, device: torch.device,
+               loss: str = "joint") -> float:
+    model.train()
+    model.unet.requires_grad_(loss != "vae-only")
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    step = _training_step(model, positions, numbers, grid, device, loss, optimiser)
     step()  # warm-up
     _sync(device)
     start = time.perf_counter()
@@ -122,6 +156,19 @@ def main() -> None:
         latency = inference_latency(model, positions, numbers, grid, device, repeats=3)
         gflop = f"{flops / 1e9:.2f}" if flops is not None else "n/a"
         print(f"{architecture} | {n_params / 1e6:.2f} M | {gflop} | {rate:.2f} | {1e3 * latency:.0f}")
+    print()
+    print("Training losses of the compact model (the cost side of issue 11's quality-per-compute comparison):")
+    header = ("loss", "what", "train GFLOP/sample (fwd + bwd)", "train samples/s")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for loss, what in LOSSES.items():
+        torch.manual_seed(0)
+        model = CrystalVAE(ModelConfig(latent_size=args.latent_size, max_z=args.max_z,
+                                       unet_channels=args.unet_channels)).to(device)
+        rate = train_rate(model, positions, numbers, grid, args.steps, device, loss)
+        flops = train_flops(model, positions, numbers, grid, device, loss)
+        gflop = f"{flops / 1e9:.1f}" if flops is not None else "n/a"
+        print(f"{loss} | {what} | {gflop} | {rate:.2f}")
 
 
 if __name__ == "__main__":
