@@ -240,6 +240,32 @@ class CrystalModel:
         lattice = lattice_from_parameters(self.cell_head.parameters_of(decoded.latent)[0])
         return orient_cell(positions, lattice)[0]
 
+    def periodic_structure(self, decoded: Decoded, cell: np.ndarray | None = None, predict: bool = True):
+        """The periodic crystal behind a decoding, and where its cell came from: (pymatgen Structure or None, source).
+
+        Lattice models recover the lattice from the decoded atoms, else use `cell` (3, 3) Å rows in the
+        cube frame (the input's, as placed) when given. Single-cell models use `cell` when given, else
+        (with `predict`) the cell head's cell oriented on the atoms. Source is "" when no structure is made.
+        """
+        from crystal_explorer.lattice import recover_lattice, single_cell_structure, structure_in_cell
+
+        atoms = decoded.atoms
+        if len(atoms) == 0:
+            return None, ""
+        if self.representation == "lattice":
+            recovered = recover_lattice(atoms.positions, atoms.atomic_numbers, grid=self.grid)
+            if recovered is not None:
+                return recovered.structure, "recovered from the decoded atoms"
+            if cell is not None:
+                return structure_in_cell(atoms.positions, atoms.atomic_numbers, cell, grid=self.grid), "the input's cell (none recovered)"
+            return None, ""
+        if cell is not None:
+            return single_cell_structure(atoms.positions, atoms.atomic_numbers, cell), "the input's cell"
+        predicted = self.predicted_cell(decoded) if predict else None
+        if predicted is None:
+            return None, ""
+        return single_cell_structure(atoms.positions, atoms.atomic_numbers, predicted), "predicted by the cell head"
+
     # --- exploring --------------------------------------------------------------------------------
     def draw(self, n: int, seed: int = 0, temperature: float = 1.0, prior: str | None = None) -> np.ndarray:
         """n latents (n, L) from ε ~ N(0, temperature²), reproducible for a seed.

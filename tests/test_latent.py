@@ -106,3 +106,36 @@ def test_background_offset_moves_the_segmentation(model):
         assert (decoded.species > 0).all() and len(decoded.atoms) == 1  # one component fills the cube
     finally:
         model.metadata = meta
+
+
+def test_segmentation_rules_come_from_the_checkpoint_and_unknown_ones_are_refused(model, perovskite):
+    rec = model.reconstruct(crystal_arrays(perovskite, "SrTiO3"), seed=0)
+    meta = model.metadata
+    try:
+        model.metadata = {**meta, "segmentation": {"split_angstrom": None, "species": "vote"}}
+        paper = model.atoms_of(rec.decoded.species, rec.decoded.density)
+        assert model.segmentation == {"split_angstrom": None, "species": "vote"}
+        votes = paper.votes[np.arange(len(paper)), paper.atomic_numbers]
+        assert (votes == paper.votes.max(1)).all()  # the paper's rule is the majority vote
+        model.metadata = {**meta, "segmentation": {"species": "astrology"}}
+        with pytest.raises(CrystalExplorerError, match="unknown species rule"):
+            model.atoms_of(rec.decoded.species, rec.decoded.density)
+    finally:
+        model.metadata = meta
+    assert model.segmentation == {"split_angstrom": 1.0, "species": "amplitude+vote"}  # single-cell default
+
+
+def test_periodic_structure_uses_the_given_cell_or_the_cell_head(model, perovskite):
+    from crystal_explorer.lattice import placed_lattice
+
+    crystal = crystal_arrays(perovskite, "SrTiO3")
+    rec = model.reconstruct(crystal, seed=0)
+    cell = placed_lattice(crystal.lattice, rec.encoded.placement.rotation)
+    structure, source = model.periodic_structure(rec.decoded, cell=cell)
+    assert source == "the input's cell"
+    assert structure.volume == pytest.approx(abs(np.linalg.det(crystal.lattice)), rel=1e-6)
+    structure, source = model.periodic_structure(rec.decoded)
+    assert source == "predicted by the cell head" and len(structure) >= 1
+    assert model.periodic_structure(rec.decoded, predict=False) == (None, "")
+    empty = rec.decoded._replace(atoms=Atoms.empty())
+    assert model.periodic_structure(empty, cell=cell) == (None, "")

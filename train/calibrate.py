@@ -3,7 +3,7 @@
 An under-trained U-Net calls many faint atom voxels background, so decodings miss atoms (counts fall
 short of the truth). Subtracting an offset b from the background logit before the argmax trades missed
 atoms for spurious ones. This decodes up to N crystals of the **val** split per source once, segments
-them at every offset in the sweep, and keeps the offset with the best score
+them at every offset in the sweep (with the model's split and species rules, `CrystalModel.atoms_of`), and keeps the offset with the best score
 (count_exact + atoms_within_0.5A + pred_atoms_within_0.5A, each a fraction). With `--write` the choice
 goes into CHECKPOINT/model.json under "segmentation", which `CrystalModel` applies to every decoding.
 
@@ -34,7 +34,6 @@ def sweep(checkpoint: str, data: list[str], limit: int, seed: int, offsets=OFFSE
     from crystal_explorer.latent import CrystalModel, Decoded, compare_with_truth
     from crystal_explorer.metrics import summarise
     from crystal_explorer.representation import place
-    from crystal_explorer.segment import atoms_from_species_grid
     from train.data import read_bundle
 
     model = CrystalModel.from_checkpoint(checkpoint, device="cpu")
@@ -57,7 +56,7 @@ def sweep(checkpoint: str, data: list[str], limit: int, seed: int, offsets=OFFSE
                     shifted = logits.copy()
                     shifted[0] -= b
                     species = shifted.argmax(0)
-                    atoms = atoms_from_species_grid(species, model.grid, weights=dens)
+                    atoms = model.atoms_of(species, dens)  # the model's own rule: split and species
                     dec = Decoded(enc.mean, dens, species, atoms, np.ones_like(dens))
                     comparisons[b].append(compare_with_truth(enc, dec, model.grid))
     return {b: summarise(cs) | {"n_structures": len(cs)} for b, cs in comparisons.items()}
@@ -90,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chosen background offset: {best} (score {score(results[best]):.3f}; 0 gives {score(results.get(0.0, {})):.3f})")
     if args.write:
         meta["segmentation"] = {
+            **meta.get("segmentation", {}),
             "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
             "split": args.split, "n_structures": results[best]["n_structures"], "score": score(results[best]),
             "sweep": {str(b): {k: results[b].get(k) for k in keys} for b in results},

@@ -54,21 +54,20 @@ def steering(model, targets: list[float], n: int, seed: int) -> dict[str, dict]:
 
 def periodic(model, decoded: list, limit: int) -> dict | None:
     """Single-cell models with a cell head: the periodic crystals behind up to `limit` decodings, each
-    wrapped into its predicted cell (`CrystalModel.predicted_cell`): how many are valid (no two atoms,
+    wrapped into its predicted cell (`CrystalModel.periodic_structure`): how many are valid (no two atoms,
     images included, closer than 0.5 Å; mostly by construction, as the wrap merges atoms closer than
     0.5 Å into one site, though merged sites can still land close), how many decoded atoms survive that
     merge (the informative number), and how many have a space group above P1 at spglib's 0.1 Å."""
     from tqdm import tqdm
 
     from crystal_explorer.export import space_group
-    from crystal_explorer.lattice import single_cell_structure
     from crystal_explorer.matching import is_valid
 
     if model.cell_head is None or model.representation != "single":
         return None
     rows = []
     for d in tqdm([d for d in decoded if len(d.atoms)][:limit], desc="predicted cells", unit=" decoding"):
-        structure = single_cell_structure(d.atoms.positions, d.atoms.atomic_numbers, model.predicted_cell(d))
+        structure, _ = model.periodic_structure(d)
         rows.append((is_valid(structure), len(structure) / len(d.atoms), space_group(structure)[1] > 1))
     if not rows:
         return {"n": 0}
