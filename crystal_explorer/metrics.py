@@ -33,6 +33,16 @@ class Comparison:
     n_true: int
     n_pred: int
     voxel_mse: float
+    formula_exact: bool = False  # the decoded atoms' reduced formula is the true atoms'
+
+
+def reduced_composition(numbers: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """((Z, count ÷ gcd), ...) sorted by Z: a reduced formula as numbers (LaFeO3 and La2Fe2O6 give the same)."""
+    z, counts = np.unique(np.asarray(numbers, np.int64), return_counts=True)
+    if len(z) == 0:
+        return ()
+    g = int(np.gcd.reduce(counts))
+    return tuple((int(a), int(c) // g) for a, c in zip(z, counts, strict=True))
 
 
 def compare(
@@ -59,7 +69,8 @@ def compare(
     close = p2t <= MATCH_RADIUS_ANGSTROM
     pairs = np.stack([np.asarray(ref_z)[idx[close]], np.asarray(pred_numbers)[close]], 1) if close.any() else np.zeros((0, 2), int)
     mse = float(np.mean((np.asarray(true_density) - np.asarray(pred_density)) ** 2)) if true_density is not None and pred_density is not None else float("nan")
-    return Comparison(t2p, p2t, pairs.astype(int), len(true_numbers), len(pred_numbers), mse)
+    same_formula = reduced_composition(true_numbers) == reduced_composition(pred_numbers)
+    return Comparison(t2p, p2t, pairs.astype(int), len(true_numbers), len(pred_numbers), mse, same_formula)
 
 
 def _percentiles(d: np.ndarray) -> dict[str, float | None]:
@@ -98,6 +109,7 @@ def summarise(comparisons: list[Comparison]) -> dict[str, object]:
         "distance_percentiles_pred_to_true": _percentiles(p2t),
         "count_exact": float(np.mean(counts[:, 0] == counts[:, 1])),
         "count_within_2": float(np.mean(np.abs(counts[:, 0] - counts[:, 1]) <= 2)),
+        "formula_exact": float(np.mean([c.formula_exact for c in comparisons])),
         "species_exact": float(np.mean(diff == 0)) if len(diff) else None,
         "species_within_2": float(np.mean(diff <= 2)) if len(diff) else None,
         "voxel_mse": float(np.nanmean(mse)) if np.isfinite(mse).any() else None,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from crystal_explorer.metrics import compare, nearest_distances, summarise
+from crystal_explorer.metrics import compare, nearest_distances, reduced_composition, summarise
 
 ISSUE_2_KEYS = {
     "atoms_within_0.5A", "pred_atoms_within_0.5A", "distance_percentiles_true_to_pred",
@@ -93,3 +93,15 @@ def test_reference_atoms_count_for_predictions_but_not_for_recall():
 
 def test_summarise_of_nothing():
     assert summarise([]) == {}
+
+
+def test_formula_exact_compares_reduced_compositions():
+    pos = np.array([[0.0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 2], [2, 2, 2]])
+    lafeo3 = np.array([57, 26, 8, 8, 8])
+    assert reduced_composition(np.concatenate([lafeo3, lafeo3])) == reduced_composition(lafeo3) == ((8, 3), (26, 1), (57, 1))
+    assert compare(pos, lafeo3, pos, lafeo3).formula_exact
+    crteo3 = np.array([24, 52, 8, 8, 8])  # every atom in place, the wrong elements (issue 11)
+    assert not compare(pos, lafeo3, pos, crteo3).formula_exact
+    assert not compare(pos, lafeo3, pos[:4], lafeo3[:4]).formula_exact
+    summary = summarise([compare(pos, lafeo3, pos, lafeo3), compare(pos, lafeo3, pos, crteo3)])
+    assert summary["formula_exact"] == 0.5
