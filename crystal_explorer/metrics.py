@@ -23,6 +23,15 @@ def nearest_distances(points: np.ndarray, reference: np.ndarray) -> tuple[np.nda
     return d, i
 
 
+def nearest_neighbour_distances(positions: np.ndarray) -> np.ndarray:
+    """Distance in Å from each atom (K, 3) to its nearest other atom (no periodic images); empty below two atoms."""
+    positions = np.asarray(positions, float).reshape(-1, 3)
+    if len(positions) < 2:
+        return np.zeros(0)
+    distances, _ = cKDTree(positions).query(positions, k=2)
+    return distances[:, 1]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """How one decoded crystal compares with its truth."""

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from pymatgen.io.cif import CifWriter
 
+from crystal_explorer.metrics import nearest_neighbour_distances
 from crystal_explorer.structures import split_of
-from train.sample_analysis import auc, main, nearest_neighbour_distances
+from train.sample_analysis import auc, main
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "single_cell"
 

@@ -19,15 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def nearest_neighbour_distances(positions: np.ndarray) -> np.ndarray:
-    """Distance in Å from each atom to its nearest other atom (atoms in one cube, no periodic images)."""
-    from scipy.spatial import cKDTree
-
-    if len(positions) < 2:
-        return np.zeros(0)
-    d, _ = cKDTree(positions).query(positions, k=2)
-    return d[:, 1]
+from crystal_explorer.metrics import nearest_neighbour_distances
 
 
 def auc(higher: np.ndarray, lower: np.ndarray) -> float | None:
