@@ -65,7 +65,12 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     folder = Path(folder)
     meta = read_metadata(folder)
     try:
-        config = ModelConfig.from_dict(meta["model_config"])
+        stored = dict(meta["model_config"])
+        # files written before the representation moved into the config carry it beside the config
+        stored.setdefault("representation", meta.get("representation"))
+        if stored["representation"] is None:
+            raise ValueError("it does not say which representation (single or lattice) it was trained on")
+        config = ModelConfig.from_dict(stored)
     except (KeyError, TypeError, ValueError) as exc:
         raise CrystalExplorerError(f"checkpoint {folder} has an invalid model config: {exc}") from None
     weights = folder / WEIGHTS_FILE

@@ -29,13 +29,12 @@ from crystal_explorer.voxel import visible_atoms
 
 
 class Decoded(NamedTuple):
-    """One decoding: latent (L,), density (n, n, n) in Z units, species grid (n, n, n) of Z, atoms, confidence (n, n, n)."""
+    """One decoding: latent (L,), density (n, n, n) in Z units, species grid (n, n, n) of Z, atoms."""
 
     latent: np.ndarray
     density: np.ndarray
     species: np.ndarray
     atoms: Atoms
-    confidence: np.ndarray  # softmax probability of the chosen class per voxel
 
 
 class Encoded(NamedTuple):
@@ -91,7 +90,7 @@ class CrystalModel:
 
     @property
     def representation(self) -> str:
-        return self.metadata.get("representation", "single")
+        return self.network.config.representation
 
     @property
     def conditional(self) -> bool:
@@ -211,13 +210,11 @@ class CrystalModel:
             if cond is not None:
                 cond = cond.expand(len(z), 1)
             density = self.decode_density(z, cond)
-            probs = torch.softmax(self.segment_scores(density), 1)
-            confidence, species = probs.max(1)
+            species = self.segment_scores(density).argmax(1).cpu().numpy()
             density = (density[:, 0] * self.scale).cpu().numpy()
-            species, confidence = species.cpu().numpy(), confidence.cpu().numpy()
             for i in range(len(z)):
                 atoms = self.atoms_of(species[i], density[i])
-                out.append(Decoded(latents[start + i], density[i], species[i], atoms, confidence[i]))
+                out.append(Decoded(latents[start + i], density[i], species[i], atoms))
         return out
 
     def decode_encoded(self, encoded: Encoded) -> Decoded:
@@ -228,7 +225,7 @@ class CrystalModel:
         """Encode (posterior mean), decode, segment and compare with the truth."""
         encoded = self.encode(crystal, seed, canonical)
         decoded = self.decode_encoded(encoded)
-        return Reconstruction(encoded, decoded, compare_with_truth(encoded, decoded, self.grid))
+        return Reconstruction(encoded, decoded, compare_decoding(encoded, decoded, self.grid))
 
     def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None) -> np.ndarray | None:
         """Lattice rows (3, 3) in Å in the cube frame for a single-cell decoding with no known cell: the cell
@@ -267,8 +264,8 @@ class CrystalModel:
         return single_cell_structure(atoms.positions, atoms.atomic_numbers, predicted), "predicted by the cell head"
 
     # --- exploring --------------------------------------------------------------------------------
-    def draw(self, n: int, seed: int = 0, temperature: float = 1.0, prior: str | None = None) -> np.ndarray:
-        """n latents (n, L) from ε ~ N(0, temperature²), reproducible for a seed.
+    def draw(self, n: int, seed: int = 0, prior: str | None = None) -> np.ndarray:
+        """n latents (n, L) from ε ~ N(0, 1), reproducible for a seed.
 
         `prior` 'standard' returns ε itself (the VAE's prior); 'aggregate' maps it onto the training
         crystals' encodings, z = μ + L ε (`crystal_explorer.prior`); default: aggregate when fitted.
@@ -278,15 +275,14 @@ class CrystalModel:
             raise CrystalExplorerError(f"unknown prior {prior!r}; choose from {PRIORS}")
         rng = np.random.default_rng(seed)
         if prior == "standard":
-            return (rng.standard_normal((n, self.latent_size)) * temperature).astype(np.float32)
+            return rng.standard_normal((n, self.latent_size)).astype(np.float32)
         if self.prior is None:
             raise CrystalExplorerError("this checkpoint has no fitted latent prior (python -m train.fit_prior)")
-        return self.prior.draw(n, rng, temperature)
+        return self.prior.draw(n, rng)
 
-    def sample(self, n: int, seed: int = 0, max_z: float | None = None, temperature: float = 1.0,
-               prior: str | None = None) -> list[Decoded]:
+    def sample(self, n: int, seed: int = 0, max_z: float | None = None, prior: str | None = None) -> list[Decoded]:
         """Decode n draws (see `draw`), reproducible for a seed."""
-        return self.decode(self.draw(n, seed, temperature, prior), max_z=max_z)
+        return self.decode(self.draw(n, seed, prior), max_z=max_z)
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int, spherical: bool = False,
                     max_z: float | None = None) -> list[Decoded]:
@@ -358,13 +354,21 @@ class CrystalModel:
         return scores
 
 
-def compare_with_truth(encoded: Encoded, decoded: Decoded, grid: GridSpec = GridSpec()) -> Comparison:
-    """Metrics of one decoding against the placed crystal: the atoms a perfect segmentation would recover
-    (those owning a voxel of S) are the truth; every placed atom is a legitimate target for predictions."""
-    p = encoded.placement
-    seen = visible_atoms(p.positions, p.atomic_numbers, grid)
+def compare_with_truth(
+    placement: Placement, atoms: Atoms, grid: GridSpec = GridSpec(),
+    true_density: np.ndarray | None = None, pred_density: np.ndarray | None = None,
+) -> Comparison:
+    """Metrics of decoded (or segmented) atoms against the placed crystal: the atoms a perfect segmentation
+    would recover (those owning a voxel of S) are the truth; every placed atom is a legitimate target for
+    predictions. Densities (n, n, n) in Z units, when given, add the voxel MSE."""
+    seen = visible_atoms(placement.positions, placement.atomic_numbers, grid)
     return compare(
-        p.positions[seen], p.atomic_numbers[seen], decoded.atoms.positions, decoded.atoms.atomic_numbers,
-        reference_positions=p.positions, reference_numbers=p.atomic_numbers,
-        true_density=encoded.density, pred_density=decoded.density,
+        placement.positions[seen], placement.atomic_numbers[seen], atoms.positions, atoms.atomic_numbers,
+        reference_positions=placement.positions, reference_numbers=placement.atomic_numbers,
+        true_density=true_density, pred_density=pred_density,
     )
+
+
+def compare_decoding(encoded: Encoded, decoded: Decoded, grid: GridSpec = GridSpec()) -> Comparison:
+    """`compare_with_truth` of a decoding against the crystal it was encoded from, voxel MSE included."""
+    return compare_with_truth(encoded.placement, decoded.atoms, grid, encoded.density, decoded.density)

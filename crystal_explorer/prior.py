@@ -58,9 +58,9 @@ class LatentPrior:
         """Map ε (…, L) drawn from N(0, 1) to z = μ + L ε."""
         return self.mean + np.asarray(standard_normal) @ self.scale_tril.T
 
-    def draw(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
-        """n latents (n, L) float32; `temperature` scales ε."""
-        eps = rng.standard_normal((n, self.latent_size)) * temperature
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n latents (n, L) float32 from ε ~ N(0, 1)."""
+        eps = rng.standard_normal((n, self.latent_size))
         return self.to_latent(eps).astype(np.float32)
 
     def save(self, folder: str | Path) -> Path:

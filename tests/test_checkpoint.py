@@ -113,7 +113,7 @@ def test_config_that_does_not_fit_the_weights(saved, tmp_path, change):
         load_model(_with_config(saved[1], tmp_path, change))
 
 
-@pytest.mark.parametrize("change", [{"latent": 3}, {"architecture": "resnet"}])
+@pytest.mark.parametrize("change", [{"latent": 3}, {"architecture": "resnet"}, {"representation": "powder"}])
 def test_invalid_config(saved, tmp_path, change):
     with pytest.raises(CrystalExplorerError, match="invalid model config"):
         load_model(_with_config(saved[1], tmp_path, change))
@@ -122,3 +122,16 @@ def test_invalid_config(saved, tmp_path, change):
 def test_save_leaves_no_temporary_files(saved):
     _, folder = saved
     assert sorted(p.name for p in folder.iterdir()) == sorted([WEIGHTS_FILE, META_FILE])
+
+
+def test_the_representation_is_part_of_the_config_and_older_files_give_it_beside(saved, tmp_path):
+    _, folder = saved
+    copy = _copy(folder, tmp_path)
+    meta = json.loads((copy / META_FILE).read_text())
+    assert load_model(copy)[0].config.representation == "single"
+    del meta["model_config"]["representation"]
+    (copy / META_FILE).write_text(json.dumps({**meta, "representation": "lattice"}))
+    assert load_model(copy)[0].config.representation == "lattice"
+    (copy / META_FILE).write_text(json.dumps({k: v for k, v in meta.items() if k != "representation"}))
+    with pytest.raises(CrystalExplorerError, match="which representation"):
+        load_model(copy)

@@ -31,7 +31,7 @@ def sweep(checkpoint: str, data: list[str], limit: int, seed: int, offsets=OFFSE
     import torch
     from tqdm import tqdm
 
-    from crystal_explorer.latent import CrystalModel, Decoded, compare_with_truth
+    from crystal_explorer.latent import CrystalModel, compare_with_truth
     from crystal_explorer.metrics import summarise
     from crystal_explorer.representation import place
     from train.data import read_bundle
@@ -57,8 +57,7 @@ def sweep(checkpoint: str, data: list[str], limit: int, seed: int, offsets=OFFSE
                     shifted[0] -= b
                     species = shifted.argmax(0)
                     atoms = model.atoms_of(species, dens)  # the model's own rule: split and species
-                    dec = Decoded(enc.mean, dens, species, atoms, np.ones_like(dens))
-                    comparisons[b].append(compare_with_truth(enc, dec, model.grid))
+                    comparisons[b].append(compare_with_truth(enc.placement, atoms, model.grid, enc.density, dens))
     return {b: summarise(cs) | {"n_structures": len(cs)} for b, cs in comparisons.items()}
 
 

@@ -73,7 +73,11 @@ class RunConfig:
         bad = set(train) - known
         if bad:
             raise ValueError(f"unknown train keys in {path}: {sorted(bad)}")
-        return cls(ModelConfig.from_dict(raw.get("model", {})), TrainConfig(**train))
+        model = dict(raw.get("model", {}))
+        representation = train.get("representation", TrainConfig.representation)
+        if model.setdefault("representation", representation) != representation:
+            raise ValueError(f"{path}: model.representation {model['representation']!r} differs from train.representation {representation!r}")
+        return cls(ModelConfig.from_dict(model), TrainConfig(**train))
 
     def to_dict(self) -> dict:
         return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}

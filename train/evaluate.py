@@ -34,7 +34,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from crystal_explorer.grid import GridSpec
-    from crystal_explorer.latent import CrystalModel, Decoded, Encoded, compare_with_truth
+    from crystal_explorer.latent import CrystalModel, compare_decoding, compare_with_truth
     from crystal_explorer.metrics import json_safe, summarise
     from crystal_explorer.segment import atoms_from_species_grid
     from crystal_explorer.voxel import species_grid
@@ -71,22 +71,19 @@ def evaluate(args: argparse.Namespace) -> dict:
             chunk = valid[start : start + args.batch_size]
             if model is None:
                 for i, p in chunk:
-                    s = species_grid(p.positions, p.atomic_numbers, grid)
-                    atoms = atoms_from_species_grid(s, grid)
-                    enc = Encoded(p, np.zeros((grid.n_voxels,) * 3), s, np.zeros(0), np.zeros(0))
-                    dec = Decoded(np.zeros(0), enc.density, s, atoms, np.ones_like(s, dtype=float))
-                    comparisons.append(compare_with_truth(enc, dec, grid))
-                    extra["match"].append((bundle[int(i)], p, dec, name))
+                    atoms = atoms_from_species_grid(species_grid(p.positions, p.atomic_numbers, grid), grid)
+                    comparisons.append(compare_with_truth(p, atoms, grid))
+                    extra["match"].append((bundle[int(i)], p, atoms, None, name))
                 continue
             encoded = model.encode_placements([p for _, p in chunk])
             for (i, _), enc in zip(chunk, encoded, strict=True):
                 dec = model.decode_encoded(enc)
-                comparison = compare_with_truth(enc, dec, grid)
+                comparison = compare_decoding(enc, dec, grid)
                 comparisons.append(comparison)
                 if len(extra["voxels"]) < 200_000:
                     pick = np.random.default_rng(int(i)).choice(enc.density.size, 500, replace=False)
                     extra["voxels"].append(np.stack([enc.density.ravel()[pick], dec.density.ravel()[pick]], 1))
-                extra["match"].append((bundle[int(i)], enc.placement, dec, name))
+                extra["match"].append((bundle[int(i)], enc.placement, dec.atoms, dec, name))
         results[name] = comparisons
         for c in comparisons:
             extra["counts"].append((c.n_true, c.n_pred))
@@ -140,21 +137,21 @@ def _match(items, representation: str, grid, model=None) -> dict:
     pairs, in_cell, sources = [], [], []
     with_head = model is not None and model.cell_head is not None and representation == "single"
     predicted, predicted_true = [], []
-    for crystal, placement, dec, source in tqdm(items, desc="matching", unit=" crystal"):
+    for crystal, placement, atoms, dec, source in tqdm(items, desc="matching", unit=" crystal"):
         cell = placed_lattice(crystal.lattice, placement.rotation)
         truth = crystal.to_structure()
         if representation == "lattice":
-            recovered = recover_lattice(dec.atoms.positions, dec.atoms.atomic_numbers, grid=grid)
+            recovered = recover_lattice(atoms.positions, atoms.atomic_numbers, grid=grid)
             pairs.append((truth, None if recovered is None else recovered.structure))
-            in_cell.append((truth, structure_in_cell(dec.atoms.positions, dec.atoms.atomic_numbers, cell, grid=grid)))
+            in_cell.append((truth, structure_in_cell(atoms.positions, atoms.atomic_numbers, cell, grid=grid)))
         else:
-            pairs.append((truth, single_cell_structure(dec.atoms.positions, dec.atoms.atomic_numbers, cell)))
+            pairs.append((truth, single_cell_structure(atoms.positions, atoms.atomic_numbers, cell)))
             if with_head:
                 true_cell = model.predicted_cell(dec, positions=placement.positions)
                 predicted_true.append((truth, single_cell_structure(placement.positions, placement.atomic_numbers, true_cell)))
                 decoded_cell = model.predicted_cell(dec)
                 predicted.append((truth, None if decoded_cell is None else
-                                  single_cell_structure(dec.atoms.positions, dec.atoms.atomic_numbers, decoded_cell)))
+                                  single_cell_structure(atoms.positions, atoms.atomic_numbers, decoded_cell)))
         sources.append(source)
 
     def by_source(rows: list) -> dict:

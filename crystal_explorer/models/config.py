@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from crystal_explorer.representation import REPRESENTATIONS, Representation
+
 ARCHITECTURES = ("paper", "compact")
 
 
@@ -23,6 +25,8 @@ class ModelConfig:
         conditional: scale the bottleneck's input and output by the largest density present (§4.5).
         density_scale: the networks see the peak-normalised density (a lone atom peaks at Z) divided
             by this, so values stay near 1.
+        representation: what the model was trained on, "single" (one unit cell) or "lattice" (the
+            repeating lattice); it decides how crystals are placed and how decodings become crystals.
     """
 
     architecture: Literal["paper", "compact"] = "compact"
@@ -32,8 +36,11 @@ class ModelConfig:
     unet_channels: int = 16
     conditional: bool = False
     density_scale: float = 10.0
+    representation: Representation = "single"
 
     def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"Invalid representation={self.representation!r}, valid options are {REPRESENTATIONS}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"Invalid architecture={self.architecture!r}, valid options are {ARCHITECTURES}")
         if self.n_voxels != 30:
