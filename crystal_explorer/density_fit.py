@@ -5,11 +5,15 @@ fitted amplitude *is* an atomic number, with the overlapping tails of neighbours
 U-Net's votes and the amplitude are combined (`species_from_amplitudes`): the votes say which elements the
 network believes in, the amplitude how heavy the atom is.
 
-Measured on the validation split (40 crystals per source, shipped single-cell model, atoms from the
-segmentation): species exact / within ±2 of the vote 47 / 79 % (Perov-5), 26 / 54 % (Materials Project),
-100 / 100 % (Carbon-24); rounded amplitude 42 / 95, 19 / 71, 8 / 54 %; the combination (σ_Z = 2) 50 / 89,
-28 / 64, 98 / 98 %. A full fit that also moves the atoms (`fit_atoms`) found the same species and moved
-them slightly away from the truth, so decodings use the amplitudes at the segmented positions.
+Measured on the validation split (60 crystals per source, stage-1 single-cell model, atoms from the
+watershed segmentation), species exact / within ±2: the vote 45.9 / 80.7 % (Perov-5), 26.8 / 49.5 %
+(Materials Project ground states), 9.0 / 48.1 % (mp_bulk), 100 / 100 % (Carbon-24); the combination with
+σ_Z = 2 and a floor of 10⁻⁴: 47.6 / 86.1, 26.8 / 55.7, 11.0 / 58.3, 98.7 / 98.7 % (floor 10⁻²: Carbon-24
+96 %, a merged pair of carbons weighs like Mg; σ_Z = 1.5 or 3 did no better). On 40 crystals per source
+the rounded amplitude alone was worse than the vote for exact species (42 v 47 %, 19 v 26 %, 8 v 100 %):
+the decoder's peak heights are right to about ±2, not to the 1/Z that exact species need. A full fit that
+also moves the atoms (`fit_atoms`) found the same species and moved them slightly away from the truth, so
+decodings use the amplitudes at the segmented positions.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def fit_amplitudes(density: np.ndarray, positions: np.ndarray, grid: GridSpec = 
 
 
 def species_from_amplitudes(
-    amplitudes: np.ndarray, votes: np.ndarray | None = None, max_z: int = 94, sigma_z: float = 2.0, floor: float = 0.01
+    amplitudes: np.ndarray, votes: np.ndarray | None = None, max_z: int = 94, sigma_z: float = 2.0, floor: float = 1e-4
 ) -> np.ndarray:
     """Each atom's Z: the most probable under P(Z) ∝ (vote share of Z + `floor`) · exp(−(A − Z)² / 2σ_Z²).
 
