@@ -1,12 +1,11 @@
 """Crystal Explorer: encode a crystal into the VAE's latent space, decode it, and explore that space.
 
-UI only: every number comes from `crystal_explorer` (models, metrics) and every figure from
+UI only: every number comes from `crystal_explorer` (models, metrics, `report`) and every figure from
 `crystal_explorer.plotting`. Run with `streamlit run app.py`.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import hashlib
 import json
@@ -16,21 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-from pymatgen.core import Composition
 
-from crystal_explorer import plotting
+from crystal_explorer import plotting, report
 from crystal_explorer.arrays import CrystalArrays
+from crystal_explorer.directions import Directions
 from crystal_explorer.errors import CrystalExplorerError
-from crystal_explorer.grid import GridSpec
+from crystal_explorer.export import to_cif
 from crystal_explorer.latent import CrystalModel, Decoded, Encoded, Reconstruction
+from crystal_explorer.lattice import placed_lattice
 from crystal_explorer.metrics import summarise
-from crystal_explorer.structures import (
-    MAX_UPLOAD_BYTES,
-    crystal_arrays,
-    example_structures,
-    load_dataset,
-    structure_from_text,
-)
+from crystal_explorer.plotting import CellView, Panel
+from crystal_explorer.rows import read_table, row_structure
+from crystal_explorer.structures import MAX_UPLOAD_BYTES, crystal_arrays, example_structures, structure_from_text
+from crystal_explorer.voxel import visible_atoms
 
 ROOT = Path(__file__).resolve().parent
 CHECKPOINTS = {
@@ -40,8 +37,13 @@ CHECKPOINTS = {
 }
 DEFAULT_DATASET = str(ROOT.parent / "shared" / "data" / "perov_5_val.csv.gz")
 LOCAL_3DMOL = ROOT / "static" / "3Dmol-min.js"  # optional offline copy, served at /app/static/
-N_SLIDER_DIMS = 8
+N_DIRECTIONS = 8
 LATENT_LEVEL_TOP = 60.0  # Z units
+COLOUR_KEY = (f"<span style='color:{plotting.INPUT_COLOUR}'>■</span> input · "
+              f"<span style='color:{plotting.DECODED_COLOUR}'>■</span> decoded · "
+              f"<span style='color:{plotting.MORE_COLOUR}'>■</span> more / "
+              f"<span style='color:{plotting.LESS_COLOUR}'>■</span> less density · "
+              f"<span style='color:{plotting.FLAG_COLOUR}'>○</span> needs a look")
 log = logging.getLogger("crystal_explorer.app")
 
 
@@ -62,12 +64,15 @@ def parse_upload(data: bytes, fmt: str, name: str) -> tuple[CrystalArrays, list[
     return crystal_arrays(structure, name), warnings
 
 
-@st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
-def dataset_row(path: str, row: int) -> tuple[str, CrystalArrays]:
-    data = load_dataset(path, limit=row + 1, progress=False)
-    if len(data) <= row:
-        raise CrystalExplorerError(f"{Path(path).name} has only {len(data)} usable rows")
-    return data.ids[row], crystal_arrays(data.structures[row], data.ids[row])
+@st.cache_data(show_spinner=False, max_entries=4)
+def dataset_table(path: str) -> pd.DataFrame:
+    return read_table(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def dataset_row(path: str, row: int) -> tuple[str, CrystalArrays, list[str]]:
+    material_id, structure, warnings = row_structure(dataset_table(path), row, Path(path).name)
+    return material_id, crystal_arrays(structure, material_id), warnings
 
 
 def arrays_key(arrays: CrystalArrays) -> str:
@@ -82,7 +87,12 @@ def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int) -> Rec
     return load_model(folder).reconstruct(_arrays, seed)
 
 
-@st.cache_data(show_spinner="Encoding the example crystals…")
+@st.cache_data(show_spinner=False, max_entries=64)
+def decoded_crystal(folder: str, key: str, _decoded: Decoded, _cell: np.ndarray | None, predict: bool = False):
+    return report.decoded_crystal(_decoded, load_model(folder), _cell, predict)
+
+
+@st.cache_data(show_spinner=False)
 def example_encodings(folder: str) -> list[Encoded]:
     """Encodings of the built-in examples that this model can represent (seed 0)."""
     model = load_model(folder)
@@ -96,8 +106,46 @@ def example_encodings(folder: str) -> list[Encoded]:
 
 
 @st.cache_data(show_spinner=False)
-def ranked_dimensions(folder: str) -> list[int]:
-    return [int(d) for d in load_model(folder).rank_dimensions(example_encodings(folder))]
+def real_realism(folder: str) -> tuple[np.ndarray, str]:
+    """Realism scores of real decodings and what they are: the held-out crystals' scores in samples.json when
+    `python -m train.sample_analysis` stored them, else the built-in examples in a few orientations, scored
+    here with a progress bar (6 orientations for the single cell, 1 for the slower lattice models)."""
+    samples = ROOT / folder / "samples.json"
+    if samples.is_file():
+        scores = json.loads(samples.read_text()).get("realism", {}).get("real", {}).get("scores")
+        if scores:
+            return np.array(scores, float), f"{len(scores)} held-out crystals, encoded and decoded (samples.json)"
+    model = load_model(folder)
+    orientations = 6 if model.representation == "single" else 1
+    placements = []
+    for arrays in examples().values():
+        for seed in range(orientations):
+            try:
+                placements.append(model.place(arrays, seed))
+            except CrystalExplorerError:
+                break
+    bar = st.progress(0.0, text="Scoring real decodings for comparison…")
+    scores = []
+    for start in range(0, len(placements), 4):
+        encoded = model.encode_placements(placements[start : start + 4])
+        # one batch unless the conditional model needs each crystal's own condition
+        decoded = ([model.decode_encoded(e) for e in encoded] if model.conditional
+                   else model.decode(np.stack([e.mean for e in encoded])))
+        scores += list(model.realism(decoded))
+        done = min(start + 4, len(placements))
+        bar.progress(done / len(placements), text=f"Scoring real decodings for comparison: {done} of {len(placements)}")
+    bar.empty()
+    return np.array(scores), f"{len(scores)} decodings of the built-in example crystals ({orientations} orientation{'s' if orientations > 1 else ''} each)"
+
+
+@st.cache_data(show_spinner=False)
+def directions(folder: str) -> Directions:
+    model = load_model(folder)
+    if model.prior is not None:
+        return Directions.of_prior(model.prior, N_DIRECTIONS)
+    encodings = example_encodings(folder)
+    dims = [int(d) for d in model.rank_dimensions(encodings)[:N_DIRECTIONS]]
+    return Directions.of_axes(*model.axes(), dims)
 
 
 @st.cache_data(show_spinner="Decoding the interpolation…", max_entries=16)
@@ -114,18 +162,21 @@ def sample(folder: str, n: int, seed: int, max_z: float | None, prior: str | Non
     return decoded, model.realism(decoded)
 
 
-@st.cache_data(show_spinner="Traversing…", max_entries=32)
-def traverse(folder: str, key: str, _z: np.ndarray, dim: int, values: tuple[float, ...], max_z: float | None
-             ) -> list[np.ndarray]:
-    _, differences = load_model(folder).traverse(_z, dim, np.array(values), max_z=max_z)
-    return differences
+@st.cache_data(show_spinner="Decoding…", max_entries=64)
+def decode(folder: str, key: str, _z: np.ndarray, max_z: float | None) -> list[Decoded]:
+    return load_model(folder).decode(_z, max_z=max_z)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def atoms_html(key: str, _atom_sets: dict, height: int = 380) -> str:
+def atoms_html(key: str, _atom_sets: dict, height: int = 420) -> str:
     # cached per structure: py3Dmol stamps ids with the time, so fresh HTML reloads the viewer
     js = "/app/static/3Dmol-min.js" if LOCAL_3DMOL.is_file() else None
     return plotting.atoms_html(_atom_sets, height=height, js_url=js)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def default_level(key: str, _density: np.ndarray) -> float:
+    return plotting.separating_level(_density)
 
 
 # --- widgets ---------------------------------------------------------------------------------------------
@@ -156,6 +207,7 @@ def model_ui() -> tuple[str, CrystalModel, float | None]:
         max_z = float(st.sidebar.number_input("Target max Z (conditional model)", 1, 94, 30, key="max_z"))
     st.sidebar.caption(f"{model.representation} representation · latent size {model.latent_size} · "
                        f"running on {model.device.type}")
+    st.sidebar.markdown(f"<small>{COLOUR_KEY}</small>", unsafe_allow_html=True)
     return folder, model, max_z
 
 
@@ -184,9 +236,15 @@ def crystal_input_ui(key: str, default: str = "SrTiO3") -> tuple[str, CrystalArr
         for message in warnings[:5]:
             st.caption(f"pymatgen: {message}")
         return file.name, arrays
-    path = st.text_input("Dataset CSV(.gz) with a 'cif' column", DEFAULT_DATASET, key=f"{key}_path")
-    row = int(st.number_input("Row", 0, 100_000, 0, key=f"{key}_row"))
-    material_id, arrays = dataset_row(path, row)
+    left, right = st.columns([3, 1])
+    path = left.text_input("Dataset CSV(.gz) with a 'cif' column", DEFAULT_DATASET, key=f"{key}_path")
+    with st.spinner(f"Reading {Path(path).name}…"):
+        table = dataset_table(path)
+    # the widget's bounds answer a row past the end at once, without parsing a single CIF
+    row = int(right.number_input(f"Row (0 to {len(table) - 1})", 0, max(len(table) - 1, 0), 0, key=f"{key}_row"))
+    material_id, arrays, warnings = dataset_row(path, row)
+    for message in warnings[:5]:
+        st.caption(f"pymatgen: {message}")
     return material_id, arrays
 
 
@@ -202,80 +260,70 @@ def seed_ui(key: str) -> int:
     return seed
 
 
-def level_ui(key: str, densities: list[np.ndarray], fixed_range: tuple[float, float] | None = None
-             ) -> tuple[float, float]:
-    """Iso-level (Z units) and opacity sliders; the level starts at the first density's 97th percentile
-    because overlapping Gaussian tails give dense crystals a background of many Z units."""
+def level_ui(key: str, densities: list[np.ndarray], default: float, fixed_range: tuple[float, float] | None = None,
+             nested: bool = True) -> tuple[float, float]:
+    """Iso-level (Z units; with `nested`, the innermost, the outer surfaces at 60 % and 30 % of it) and opacity sliders."""
     low = min(float(np.min(d)) for d in densities)
     high = max(float(np.max(d)) for d in densities)
     low, high = fixed_range or (np.floor(low * 10) / 10, np.ceil(high * 10) / 10)
     high = max(high, low + 0.2)
     left, right = st.columns(2)
     # with a key the slider's identity is its range, so this default only applies when it first appears
-    default = float(np.clip(round(float(np.percentile(densities[0], 97)), 1), low, high))
-    level = left.slider("Iso-level (Z units)", float(low), float(high), default, 0.1, key=f"{key}_level")
+    rule = "The default is the level at which the density splits into the most separate surfaces."
+    level = left.slider("Innermost iso-level (Z units)" if nested else "Iso-level (Z units)", float(low), float(high),
+                        float(np.clip(round(default, 1), low, high)), 0.1, key=f"{key}_level",
+                        help=("Three nested surfaces are drawn, at this level, 60 % and 30 % of it. " if nested else "") + rule)
     opacity = right.slider("Opacity", 0.1, 1.0, 0.6, 0.05, key=f"{key}_opacity")
     return level, opacity
 
 
-def formula(numbers: np.ndarray) -> str:
-    if len(numbers) == 0:
-        return "—"
-    return Composition(collections.Counter(plotting.symbols(numbers))).formula.replace(" ", "")
+def z_slice_ui(key: str, n: int = 30) -> int:
+    """A z-slice chooser in Å (voxel layer centres); returns the layer index."""
+    return int(st.select_slider("Slice height z", options=list(range(n)), value=n // 2, key=key,
+                                format_func=lambda i: f"{plotting.slice_height_angstrom(i, n):.2f} Å"))
 
 
-def cif_of(decoded: Decoded, model: CrystalModel, cell: np.ndarray | None = None, predict: bool = False) -> tuple[str | None, str]:
-    """A CIF of the periodic crystal behind a decoding and where its lattice came from, or (None, why not).
-
-    Lattice models: the lattice is recovered from the decoded atoms; when none is and `cell` (the input's
-    cell as placed) is given, the atoms are wrapped into that. Single-cell models keep no periodicity, so
-    the atoms are wrapped into `cell` when it is given, else (with `predict`) into the cell head's cell.
-    """
-    from crystal_explorer.export import to_cif
-    from crystal_explorer.lattice import recover_lattice, single_cell_structure, structure_in_cell
-
-    try:
-        if model.representation == "lattice":
-            recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers)
-            if recovered is not None:
-                return to_cif(recovered.structure), "recovered"
-            if cell is None or len(decoded.atoms) == 0:
-                return None, "no lattice found"
-            return to_cif(structure_in_cell(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell, grid=GridSpec())), "input"
-        source = "input"
-        if cell is None and predict:
-            cell, source = model.predicted_cell(decoded), "predicted"
-        if cell is None or len(decoded.atoms) == 0:
-            return None, "no lattice known"
-        return to_cif(single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell)), source
-    except Exception:  # noqa: BLE001 - the CIF is optional; XYZ always works
-        log.exception("CIF export failed")
-        return None, "export failed"
+def cell_view(structure, lattice: np.ndarray | None = None, flagged: np.ndarray | None = None) -> CellView:
+    """A pymatgen Structure as a CellView, in `lattice` (same cell, another orientation) when given."""
+    lattice = structure.lattice.matrix if lattice is None else lattice
+    return CellView(np.asarray(lattice), structure.frac_coords, np.array([s.specie.Z for s in structure]), flagged)
 
 
-def predicted_cif_ui(decoded: Decoded, model: CrystalModel, stem: str, key: str) -> None:
-    """A toggle that predicts a periodic cell for a single-cell decoding with no input cell, and its CIF download."""
+def crystal_summary(structure) -> str:
+    a, b, c = structure.lattice.abc
+    alpha, beta, gamma = structure.lattice.angles
+    return (f"**{structure.composition.reduced_formula}**, {len(structure)} sites: a, b, c = {a:.2f}, {b:.2f}, {c:.2f} Å; "
+            f"α, β, γ = {alpha:.1f}°, {beta:.1f}°, {gamma:.1f}°; {structure.volume:.1f} Å³")
+
+
+def predicted_cell_ui(decoded: Decoded, model: CrystalModel, folder: str, key: str, stem: str, ask: bool = True) -> None:
+    """A toggle (unless `ask` is False) that predicts a periodic cell for a single-cell decoding with no input
+    cell: the crystal in its cell, its CIF download."""
     if model.representation != "single" or model.cell_head is None or len(decoded.atoms) == 0:
         return
-    if not st.toggle("Predict a periodic cell for this decoding (CIF)", key=f"{key}_cell"):
+    if ask and not st.toggle("Predict a periodic cell for this decoding", key=f"{key}_cell",
+                     help="The cell head (an MLP on the latent) gives a, b, c, α, β, γ; the search for its orientation on "
+                          "the atoms takes 0.1–14 s, growing with the square of the atom count."):
         return
-    with st.spinner("Predicting the cell and orienting it on the atoms…"):
-        cif, _ = cif_of(decoded, model, predict=True)
-    if cif is None:
+    with st.spinner("Predicting the cell and orienting it on the atoms (up to 15 s for many atoms)…"):
+        crystal, _ = decoded_crystal(folder, f"{key}|{hashlib.sha256(decoded.latent.tobytes()).hexdigest()[:16]}",
+                                     decoded, None, predict=True)
+    if crystal is None:
         st.warning("No cell could be predicted for this decoding.")
         return
-    from pymatgen.core import Structure
-
-    crystal = Structure.from_str(cif, fmt="cif")
-    a, b, c = crystal.lattice.abc
-    alpha, beta, gamma = crystal.lattice.angles
-    st.markdown(f"**{crystal.composition.reduced_formula}**, {len(crystal)} sites: a, b, c = {a:.2f}, {b:.2f}, {c:.2f} Å; "
-                f"α, β, γ = {alpha:.1f}°, {beta:.1f}°, {gamma:.1f}°; {crystal.volume:.1f} Å³")
-    st.download_button("Decoding as a crystal (CIF)", icon=":material/download:", data=cif, file_name=f"{stem}.cif",
+    st.markdown(crystal_summary(crystal))
+    st.iframe(atoms_html(f"{key}|cell|{hashlib.sha256(decoded.latent.tobytes()).hexdigest()[:16]}",
+                         {"decoded, in the predicted cell": cell_view(crystal)}), height=470)
+    st.download_button("Decoding as a crystal (CIF)", icon=":material/download:", data=to_cif(crystal), file_name=f"{stem}.cif",
                        mime="chemical/x-cif", key=f"{key}_cif")
-    st.caption("The cell's a, b, c, α, β, γ come from the cell head (an MLP on the latent); its orientation is the one "
-               "whose Wigner–Seitz cell holds every decoded atom without overlapping images. Held-out match rates are on "
-               "the model page: check the structure before using it.")
+    st.caption("The cell's orientation is the one whose Wigner–Seitz cell holds every decoded atom without overlapping "
+               "images. Held-out match rates are on the model page: check the structure before using it.")
+
+
+def visible(model: CrystalModel, placement) -> tuple[np.ndarray, np.ndarray]:
+    """The placed atoms a perfect segmentation would recover (those owning a voxel of S)."""
+    seen = visible_atoms(placement.positions, placement.atomic_numbers, model.grid)
+    return placement.positions[seen], placement.atomic_numbers[seen]
 
 
 # --- pages -----------------------------------------------------------------------------------------------
@@ -287,54 +335,91 @@ def reconstruct_page() -> None:
         return
     name, arrays = chosen
     seed = seed_ui("rec_seed")
-    rec = reconstruct(folder, arrays_key(arrays), arrays, seed)
-    enc, dec, cmp = rec
+    key = f"{folder}|{arrays_key(arrays)}|{seed}"
+    enc, dec, cmp = reconstruct(folder, arrays_key(arrays), arrays, seed)
     metrics = summarise([cmp])
+    p = enc.placement
+    true_pos, true_z = visible(model, p)
+    atoms = report.compare_atoms(true_pos, true_z, dec.atoms.positions, dec.atoms.atomic_numbers,
+                                 reference_positions=p.positions, reference_numbers=p.atomic_numbers)
+    cell = placed_lattice(arrays.lattice, p.rotation)
+    crystal, source = decoded_crystal(folder, key, dec, cell)
+    truth = arrays.to_structure()
+    input_formula = truth.composition.reduced_formula
+    decoded_formula = crystal.composition.reduced_formula if crystal is not None and len(crystal) else report.formula(dec.atoms.atomic_numbers)
 
     cols = st.columns(5)
-    cols[0].metric("True atoms in cube", cmp.n_true)
-    cols[1].metric("Decoded atoms", cmp.n_pred)
-    cols[2].metric("True atoms within 0.5 Å", _percent(metrics["atoms_within_0.5A"]))
-    cols[3].metric("Species exact", _percent(metrics["species_exact"]))
-    cols[4].metric("Voxel MSE", f"{cmp.voxel_mse:.3g}")
+    cols[0].metric("Input", input_formula)
+    cols[1].metric("Decoded", decoded_formula)
+    cols[2].metric("Atoms (true → decoded)", f"{cmp.n_true} → {cmp.n_pred}")
+    cols[3].metric("True atoms within 0.5 Å", _percent(metrics["atoms_within_0.5A"]))
+    n_pairs = len(cmp.species_pairs)
+    n_right = int((cmp.species_pairs[:, 0] == cmp.species_pairs[:, 1]).sum()) if n_pairs else 0
+    cols[4].metric("Right element", f"{n_right} of {n_pairs}" if n_pairs else "—",
+                   help="Decoded atoms within 0.5 Å of a true atom that have its element")
+    problems = []
+    if atoms.decoded_wrong.any():
+        problems.append(f"{int(atoms.decoded_wrong.sum())} decoded atoms have the wrong element")
+    if atoms.true_missing.any():
+        problems.append(f"{int(atoms.true_missing.sum())} true atoms have no decoded atom within 0.5 Å")
+    if atoms.decoded_extra.any():
+        problems.append(f"{int(atoms.decoded_extra.sum())} decoded atoms match no true atom")
+    if decoded_formula != input_formula:
+        st.warning(f"The decoding is **{decoded_formula}**, not **{input_formula}**: " + "; ".join(problems or ["see the table"]) +
+                   ". They are marked in magenta in the views and shaded in the atom-by-atom table.", icon=":material/warning:")
+    elif problems:
+        st.info("Same formula, but " + "; ".join(problems) + ".", icon=":material/info:")
 
-    density_tab, slice_tab, atoms_tab, parity_tab, metrics_tab = st.tabs(
-        ["Density", "Z-slices", "Atoms", "Parity", "All metrics"])
-    densities = {"input": enc.density, "decoded": dec.density}
+    density_tab, cell_tab, table_tab, slice_tab, parity_tab, metrics_tab = st.tabs(
+        ["Density and atoms", "Unit cell", "Atom by atom", "Z-slices", "Parity", "All metrics"])
     with density_tab:
-        level, opacity = level_ui("rec", list(densities.values()))
-        st.plotly_chart(plotting.isosurface_figure(densities, level, opacity=opacity), key="rec_iso")
+        level, opacity = level_ui("rec", [enc.density, dec.density], default_level(f"{key}|in", enc.density))
+        panels = [Panel("input", enc.density, true_pos, true_z, plotting.INPUT_COLOUR, atoms.true_missing, "missing in the decoding",
+                        [f"{s} missing" for s in plotting.symbols(true_z)]),
+                  Panel("decoded", dec.density, dec.atoms.positions, dec.atoms.atomic_numbers, plotting.DECODED_COLOUR,
+                        atoms.decoded_wrong | atoms.decoded_extra, "wrong element or extra", atoms.decoded_notes)]
+        st.plotly_chart(plotting.crystal_scene_figure(panels, plotting.nested_levels(level), opacity=opacity, height=520),
+                        key="rec_iso")
+        st.caption("Both crystals in one scene, so they turn together; each cube is the 10 Å box the model sees. Surfaces at "
+                   f"{', '.join(f'{v:.1f}' for v in plotting.nested_levels(level))} Z units (a lone atom peaks at its Z); atoms "
+                   "are spheres of 0.4 × their covalent radius in Jmol colours, bonds join atoms closer than 1.15 × the sum of "
+                   "their covalent radii. Atoms closer than 2 Å (most bonds) merge into one surface at any level: the density "
+                   "is Gaussians of σ = 1 Å.")
+    with cell_tab:
+        sets = {f"input {input_formula}": cell_view(truth)}
+        if crystal is not None and len(crystal):
+            if source == "input":
+                # the decoded sites moved back into the input's own cell and origin, compared site by site
+                shift = report.cell_frame_shift(arrays.lattice, arrays.frac_coords, p, model.representation, model.grid)
+                back = report.in_input_cell(crystal, arrays.lattice, shift)
+                sets[f"decoded {decoded_formula}"] = cell_view(back, flagged=report.site_mismatches(truth, back))
+            else:
+                sets[f"decoded {decoded_formula}"] = cell_view(crystal)
+        st.iframe(atoms_html(f"{key}|cells", sets, height=440), height=530)
+        captions = {"input": "The decoded atoms are wrapped into the input's own cell (a single cell keeps no periodicity of "
+                             "its own); sites whose element differs from the input's are in magenta shells.",
+                    "recovered": "The decoded crystal's lattice was recovered from the decoded atoms alone.",
+                    }
+        st.caption("One unit cell each, with the atoms on its faces, edges and corners repeated as VESTA draws them. " +
+                   captions.get(source, "No periodic crystal could be made of this decoding (" + source + ")."))
+    with table_tab:
+        st.dataframe(report.highlight_problems(atoms.table), hide_index=True, height=min(38 + 35 * len(atoms.table), 420))
+        st.caption("Each true atom against its nearest decoded atom, then decoded atoms with no true atom within 0.5 Å "
+                   "(for the lattice, true atoms are those inside the cube). Red: wrong element; amber: missing or extra.")
     with slice_tab:
-        z_index = st.slider("z-slice (voxel)", 0, enc.density.shape[2] - 1, enc.density.shape[2] // 2, key="rec_z")
-        st.plotly_chart(plotting.slices_figure(densities, z_index), key="rec_slices")
-    with atoms_tab:
-        p = enc.placement
-        inside = np.all((p.positions >= 0) & (p.positions <= plotting.BOX_ANGSTROM), axis=1)
-        sets = {"true": (p.positions[inside], p.atomic_numbers[inside]),
-                "decoded": (dec.atoms.positions, dec.atoms.atomic_numbers)}
-        st.iframe(atoms_html(f"{folder}|{arrays_key(arrays)}|{seed}", sets), height=420)
-        st.caption(f"True: {formula(p.atomic_numbers[inside])} · decoded: {formula(dec.atoms.atomic_numbers)} "
-                   "(atoms inside the 10 Å cube; the grey box is the cube)")
+        z_index = z_slice_ui("rec_z", enc.density.shape[2])
+        st.plotly_chart(plotting.slices_figure({"input": enc.density, "decoded": dec.density}, z_index), key="rec_slices")
     with parity_tab:
         st.plotly_chart(plotting.parity_figure(enc.density, dec.density), key="rec_parity")
     with metrics_tab:
-        st.json(metrics)
+        st.dataframe(report.flat_metrics_table({**metrics, "voxel_mse": cmp.voxel_mse}), hide_index=True)
     xyz = plotting.xyz_text(dec.atoms.positions, dec.atoms.atomic_numbers, comment=f"decoded {name} ({folder}, seed {seed})")
     left, right = st.columns(2)
-    left.download_button("Decoded atoms (XYZ)", icon=":material/download:", data=xyz, file_name=f"{Path(name).stem}_decoded.xyz", mime="chemical/x-xyz")
-    from crystal_explorer.lattice import placed_lattice
-
-    cell = placed_lattice(arrays.lattice, enc.placement.rotation)
-    cif, source = cif_of(dec, model, cell)
-    if cif is not None:
-        right.download_button("Decoded crystal (CIF)", icon=":material/download:", data=cif, file_name=f"{Path(name).stem}_decoded.cif", mime="chemical/x-cif")
-        if model.representation == "single":
-            right.caption("A single cell keeps no periodicity: the CIF wraps the decoded atoms into the input's own cell.")
-        elif source == "recovered":
-            right.caption("The CIF's lattice was recovered from the decoded atoms alone.")
-        else:
-            right.caption("No periodic lattice could be recovered from the decoded atoms, so the CIF wraps them into "
-                          "the input's own cell (one site per cluster, majority species).")
+    left.download_button("Decoded atoms (XYZ)", icon=":material/download:", data=xyz, file_name=f"{Path(name).stem}_decoded.xyz",
+                         mime="chemical/x-xyz")
+    if crystal is not None:
+        right.download_button("Decoded crystal (CIF)", icon=":material/download:", data=to_cif(crystal),
+                              file_name=f"{Path(name).stem}_decoded.cif", mime="chemical/x-cif")
     else:
         right.caption("No CIF for this decoding; the XYZ has every atom.")
 
@@ -343,48 +428,58 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
-def standardised(folder: str, base: np.ndarray) -> np.ndarray:
-    """Latent coordinates in units of the model's prior spread: (z − centre) / spread."""
-    centre, spread = load_model(folder).axes()
-    return (np.asarray(base, float) - centre) / spread
+def direction_range(value: float) -> tuple[float, float]:
+    """±4 σ, widened to hold a start point that lies further out."""
+    return min(-4.0, float(np.floor(value))), max(4.0, float(np.ceil(value)))
 
 
-def slider_range(value: float) -> tuple[float, float]:
-    """±4 prior σ, widened to hold a start point that lies further out."""
-    return min(-4.0, np.floor(value)), max(4.0, np.ceil(value))
-
-
-def reset_sliders(folder: str, dims: list[int], base: np.ndarray) -> None:
-    u = standardised(folder, base)
-    for d in dims:
-        st.session_state[f"dim_{d}"] = round(float(u[d]), 2)
+def reset_sliders(start: np.ndarray) -> None:
+    for k, u in enumerate(start):
+        st.session_state[f"dir_{k}"] = round(float(u), 1)
 
 
 @st.fragment
-def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, dims: list[int], max_z: float | None) -> None:
-    """Sliders for the most used latent dimensions; a move reruns only this fragment and re-decodes."""
+def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, max_z: float | None) -> None:
+    """Sliders along the principal directions; a move reruns only this fragment and re-decodes."""
     try:
+        axes = directions(folder)
+        start = axes.coordinates(base)
         if st.session_state.get("latent_base_id") != base_id:
-            reset_sliders(folder, dims, base)
+            reset_sliders(start)
             st.session_state["latent_base_id"] = base_id
-        st.button("Reset to the start point", icon=":material/restart_alt:", on_click=reset_sliders,
-                  args=(folder, dims, base), key="latent_reset")
-        centre, spread = load_model(folder).axes()
-        start = standardised(folder, base)
-        z = np.array(base, np.float32)
-        cols = st.columns(4)
-        for i, d in enumerate(dims):
-            u = cols[i % 4].slider(f"z[{d}] (prior σ)", *slider_range(start[d]), step=0.05, key=f"dim_{d}")
-            z[d] = centre[d] + u * spread[d]
-        decoded = load_model(folder).decode(z, max_z=max_z)[0]
-        st.caption(f"Decoded {len(decoded.atoms.atomic_numbers)} atoms: {formula(decoded.atoms.atomic_numbers)} · "
-                   f"max density {decoded.density.max():.1f} Z units")
+        st.button("Reset to the start point", icon=":material/restart_alt:", on_click=reset_sliders, args=(start,),
+                  key="latent_reset")
+        cols = st.columns(2)
+        values = np.array([cols[k % 2].slider(f"Direction {k + 1} (σ)", *direction_range(start[k]), step=0.1, key=f"dir_{k}")
+                           for k in range(len(start))])
+        # the sliders start at the start point rounded to their 0.1 σ step: move by the difference from there
+        moved_z = axes.moved(base, start + values - np.round(start, 1))
+        start_dec = decode(folder, f"{base_id}|start", base, max_z)[0]
+        moved = decode(folder, f"{base_id}|{values.round(2).tobytes().hex()}", moved_z, max_z)[0]
+        difference = moved.density - start_dec.density
+        changed = float(np.abs(difference).sum() / max(np.abs(start_dec.density).sum(), 1e-9))
+        st.caption(f"Start: {len(start_dec.atoms)} atoms, {report.formula(start_dec.atoms.atomic_numbers)} · moved: "
+                   f"{len(moved.atoms)} atoms, {report.formula(moved.atoms.atomic_numbers)} · moved "
+                   f"{float(np.linalg.norm(values - np.round(start, 1))):.1f} σ; the density changed by {100 * changed:.0f} % "
+                   "(sum of |difference| over the start's sum).")
         # a fixed range: a range that followed each decoding would reset the slider on every move
-        level, opacity = level_ui("latent", [decoded.density], fixed_range=(0.0, LATENT_LEVEL_TOP))
-        st.plotly_chart(plotting.isosurface_figure({"decoded": decoded.density}, level, opacity=opacity, height=460),
+        # one surface: 60 % of the separating level, where the nested views draw their middle surface
+        level, opacity = level_ui("latent", [start_dec.density], 0.6 * default_level(f"{base_id}|start", start_dec.density),
+                                  fixed_range=(0.0, LATENT_LEVEL_TOP), nested=False)
+        diff_level = max(0.5, 0.25 * level)
+        panels = [Panel("start", start_dec.density, start_dec.atoms.positions, start_dec.atoms.atomic_numbers, plotting.DECODED_COLOUR),
+                  Panel("moved", moved.density, moved.atoms.positions, moved.atoms.atomic_numbers, plotting.DECODED_COLOUR)]
+        # one surface per crystal here, not three: each translucent surface adds about half a second to every redraw
+        st.plotly_chart(plotting.comparison_figure(panels, [level], difference, diff_level, opacity=opacity, height=480),
                         key="latent_iso")
+        st.caption(f"Start and moved decodings side by side at {level:.1f} Z units, and their difference: purple where the "
+                   f"moved density is at least {diff_level:.1f} Z units higher, green where it is lower.")
     except CrystalExplorerError as exc:
         st.error(str(exc), icon=":material/error:")
+    except Exception:  # noqa: BLE001 - a fragment reruns outside the page's guard: the same message, no traceback
+        log.exception("the latent sliders failed")
+        st.error("Something went wrong while decoding this point. Reset the sliders or pick another start; the details "
+                 "are in the server log.")
 
 
 def latent_page() -> None:
@@ -402,22 +497,31 @@ def latent_page() -> None:
         seed = int(st.number_input("Draw seed", 0, 1_000_000, 0, key="latent_seed"))
         base = model.draw(1, seed)[0]  # from the aggregate prior when the checkpoint has one
         base_id = f"{folder}|draw{seed}"
-    ranked = ranked_dimensions(folder)
-    dims = ranked[:N_SLIDER_DIMS]
-    st.caption(f"Sliders for the {len(dims)} dimensions with the largest KL to the prior over the built-in examples, "
-               "in units of the prior's spread: 0 is the prior's centre, ±1 one standard deviation.")
-    latent_sliders_ui(folder, base, base_id, dims, max_z)
+    axes = directions(folder)
+    if model.prior is not None:
+        share = axes.variance_share(model.prior)
+        st.caption(f"Sliders along the {len(share)} principal directions of the training crystals' encodings (the aggregate "
+                   f"prior), most spread first; together they carry {100 * share.sum():.0f} % of its variance "
+                   f"({', '.join(f'{100 * s:.0f}' for s in share)} %). Values count standard deviations along each: 0 is the "
+                   "centre of the training crystals.")
+    else:
+        st.caption("Sliders for the latent coordinates with the largest KL to the prior over the built-in examples, in prior σ.")
+    latent_sliders_ui(folder, base, base_id, max_z)
 
-    st.subheader("Traversal of one dimension")
+    st.subheader("Traversal of one direction")
     left, right = st.columns(2)
-    dim = int(left.selectbox("Dimension", ranked[:32], key="traverse_dim"))
-    z_index = right.slider("z-slice (voxel)", 0, 29, 15, key="traverse_z")
+    k = int(left.selectbox("Direction", range(len(axes.spread)), format_func=lambda i: f"direction {i + 1}", key="traverse_dir"))
+    with right:
+        z_index = z_slice_ui("traverse_z")
     values = (-3.0, -1.5, 0.0, 1.5, 3.0)
-    differences = traverse(folder, base_id, base, dim, values, max_z)
-    st.plotly_chart(plotting.difference_slices_figure(differences, [f"z[{dim}] = μ {v:+.1f}σ" for v in values], z_index),
-                    key="traverse_fig")
-    st.caption("Decoded density minus the unaltered decoding (red: more, blue: less), one z-slice; the coordinate "
-               "is set to the prior's centre plus −3 to 3 of its standard deviations.")
+    start_u = axes.coordinates(base)
+    path = np.stack([base] + [axes.moved(base, np.where(np.arange(len(start_u)) == k, v, start_u)) for v in values])
+    frames = decode(folder, f"{base_id}|traverse{k}", path, max_z)
+    differences = [f.density - frames[0].density for f in frames[1:]]
+    labels = [f"{v:+.1f}σ: {len(f.atoms)} atoms" for v, f in zip(values, frames[1:], strict=True)]
+    st.plotly_chart(plotting.difference_slices_figure(differences, labels, z_index), key="traverse_fig")
+    st.caption(f"Decoded density minus the start's (purple: more, green: less) along direction {k + 1}, set to −3 to 3 "
+               "standard deviations from the training crystals' centre; one z-slice.")
 
 
 def interpolation_page() -> None:
@@ -436,32 +540,42 @@ def interpolation_page() -> None:
     steps = int(c1.slider("Steps", 2, 20, 10, key="int_steps"))
     spherical = c2.checkbox("Spherical (slerp)", key="int_slerp")
     seed = int(c3.number_input("Orientation seed", 0, 1_000_000, 0, key="int_seed"))
-    za = reconstruct(folder, arrays_key(a[1]), a[1], seed).encoded.mean
-    zb = reconstruct(folder, arrays_key(b[1]), b[1], seed).encoded.mean
+    rec_a = reconstruct(folder, arrays_key(a[1]), a[1], seed)
+    rec_b = reconstruct(folder, arrays_key(b[1]), b[1], seed)
     key = f"{arrays_key(a[1])}|{arrays_key(b[1])}|{seed}"
-    frames = interpolate(folder, key, za, zb, steps, spherical, max_z)
+    frames = interpolate(folder, key, rec_a.encoded.mean, rec_b.encoded.mean, steps, spherical, max_z)
     st.session_state["interpolation_frames"] = len(frames)
 
-    level, _ = level_ui("int", [f.density for f in frames])
-    labels = [f"{i}" for i in range(len(frames))]
-    st.plotly_chart(plotting.animation_figure([f.density for f in frames], level, labels=labels), key="int_anim")
-    table = pd.DataFrame({"frame": range(len(frames)), "t": np.linspace(0, 1, len(frames)),
-                          "atoms": [len(f.atoms.atomic_numbers) for f in frames],
-                          "composition": [formula(f.atoms.atomic_numbers) for f in frames]})
-    frame = st.slider("Frame (atoms)", 0, len(frames) - 1, 0, key="int_frame")
-    atoms = frames[frame].atoms
-    st.iframe(atoms_html(f"{folder}|{key}|{steps}|{spherical}|{max_z}|{frame}",
-                         {f"frame {frame}": (atoms.positions, atoms.atomic_numbers)}, height=360), height=400)
-    st.dataframe(table, hide_index=True)
-    predicted_cif_ui(frames[frame], model, f"interpolation_{a[0]}_{b[0]}_frame_{frame:03d}", "int")
+    ends = []
+    for (label, _), rec in ((a, rec_a), (b, rec_b)):
+        pos, z = visible(model, rec.encoded.placement)
+        ends.append(Panel(f"{Path(label).stem} (input)", rec.encoded.density, pos, z, plotting.INPUT_COLOUR))
+    level, opacity = level_ui("int", [f.density for f in frames], default_level(f"{folder}|{key}|a", rec_a.encoded.density))
+    st.plotly_chart(plotting.animation_figure([f.density for f in frames], level, labels=[str(i) for i in range(len(frames))],
+                                              atoms=[(f.atoms.positions, f.atoms.atomic_numbers) for f in frames],
+                                              ends=(ends[0], ends[1]), opacity=opacity, height=540), key="int_anim")
+    st.caption("The true start and end crystals (blue) stand on either side of the decoded frame (orange); the slider under "
+               "the scene, or ▶ play, moves through the frames, density and atoms together.")
+    contacts = [report.close_contacts(f.atoms.positions, f.atoms.atomic_numbers)[1] for f in frames]
+    st.dataframe(pd.DataFrame({
+        "frame": range(len(frames)), "t": np.round(np.linspace(0, 1, len(frames)), 3),
+        "atoms": [len(f.atoms) for f in frames], "formula": [report.formula(f.atoms.atomic_numbers) for f in frames],
+        "atoms too close": [f"{len(c)} pairs (closest {c.min():.2f} Å)" if len(c) else "—" for c in contacts],
+    }), hide_index=True)
     extra = {}
     for i, f in enumerate(frames):
-        cif, _ = cif_of(f, model)
-        if cif is not None:
-            extra[f"frame_{i:03d}.cif"] = cif
+        crystal, _ = decoded_crystal(folder, f"{key}|{steps}|{spherical}|{max_z}|{i}", f, None)
+        if crystal is not None:
+            extra[f"frame_{i:03d}.cif"] = to_cif(crystal)
     archive = plotting.frames_zip([(f.atoms.positions, f.atoms.atomic_numbers) for f in frames], extra=extra)
-    st.download_button("All frames (ZIP of XYZ)", icon=":material/download:", data=archive, file_name=f"interpolation_{a[0]}_{b[0]}.zip",
+    st.download_button("All frames (ZIP of XYZ" + (", CIF where a lattice was recovered)" if extra else ")"),
+                       icon=":material/download:", data=archive, file_name=f"interpolation_{Path(a[0]).stem}_{Path(b[0]).stem}.zip",
                        mime="application/zip")
+    if model.representation == "single" and model.cell_head is not None and st.toggle(
+            "Predict a periodic cell for one frame", key="int_cell_toggle"):
+        frame = int(st.number_input("Frame", 0, len(frames) - 1, len(frames) // 2, key="int_frame"))
+        predicted_cell_ui(frames[frame], model, folder, "int", f"interpolation_{Path(a[0]).stem}_{Path(b[0]).stem}_frame_{frame:03d}",
+                          ask=False)
 
 
 def sample_page() -> None:
@@ -475,26 +589,41 @@ def sample_page() -> None:
                      help="standard: z = ε ~ N(0, 1), the VAE's prior; aggregate: ε mapped onto the encodings of the "
                           "training crystals (z = μ + Lε), where this low-β model's crystals actually lie")
     decoded, realism = sample(folder, n, seed, max_z, prior)
+    reference, reference_source = real_realism(folder)
+    percentiles = report.percentile_among(realism, reference)
+    contacts = [report.close_contacts(d.atoms.positions, d.atoms.atomic_numbers) for d in decoded]
     st.dataframe(pd.DataFrame({
-        "sample": range(n), "atoms": [len(d.atoms.atomic_numbers) for d in decoded],
-        "composition": [formula(d.atoms.atomic_numbers) for d in decoded],
-        "max density (Z units)": [float(d.density.max()) for d in decoded], "realism": realism,
+        "sample": range(n), "atoms": [len(d.atoms) for d in decoded],
+        "formula": [report.formula(d.atoms.atomic_numbers) for d in decoded],
+        "atoms too close": [report.describe_contacts(pairs, dist, d.atoms.atomic_numbers) or "—"
+                            for (pairs, dist), d in zip(contacts, decoded, strict=True)],
+        "realism (percentile of real decodings)": [f"{p:.0f}" for p in percentiles],
+        "realism score": np.round(realism, 3),
     }), hide_index=True)
-    st.caption("Realism: exp(−(e_density + e_atoms)), with e the relative error ‖D(E(x)) − x‖² / ‖x‖² of encoding and "
-               "decoding again the decoded density and the ideal density of its segmented atoms; near 1 when both are "
-               "fixed points of the model, 0 when segmentation found no atoms.")
+    n_bad = sum(len(pairs) > 0 for pairs, _ in contacts)
+    if n_bad:
+        st.warning(f"{n_bad} of {n} draws have atoms closer than {report.CLOSE_CONTACT_FACTOR} × the sum of their covalent "
+                   "radii, which no real crystal has: treat them as unphysical.", icon=":material/warning:")
+    st.caption(f"Realism percentile: the share of real decodings ({reference_source}) "
+               "that score at or below the draw. The score is exp(−(e_density + e_atoms)), e the relative round-trip "
+               "error of the decoded density and of the ideal density of its atoms; 0 when no atoms were found.")
 
-    which = int(st.selectbox("Show sample", range(n), key="sample_show"))
-    level, opacity = level_ui("sample", [decoded[which].density])
-    st.plotly_chart(plotting.isosurface_figure({f"sample {which}": decoded[which].density}, level, opacity=opacity),
+    which = int(st.selectbox("Show sample", range(n), key="sample_show",
+                             format_func=lambda i: f"sample {i}: {report.formula(decoded[i].atoms.atomic_numbers)}"))
+    shown = decoded[which]
+    flagged = np.zeros(len(shown.atoms), bool)
+    flagged[contacts[which][0].ravel()] = True
+    level, opacity = level_ui("sample", [shown.density], default_level(f"{folder}|{seed}|{which}|{prior}", shown.density))
+    panel = Panel(f"sample {which}", shown.density, shown.atoms.positions, shown.atoms.atomic_numbers, plotting.DECODED_COLOUR,
+                  flagged, "too close", report.contact_notes(*contacts[which], shown.atoms.atomic_numbers))
+    st.plotly_chart(plotting.crystal_scene_figure([panel], plotting.nested_levels(level), opacity=opacity, height=480),
                     key="sample_iso")
-    predicted_cif_ui(decoded[which], model, f"sample_{seed}_{which}", "sample")
+    predicted_cell_ui(shown, model, folder, "sample", f"sample_{seed}_{which}")
     st.subheader("Nearest-neighbour distances")
     real = []
     for e in example_encodings(folder):
-        p = e.placement
-        inside = np.all((p.positions >= 0) & (p.positions <= plotting.BOX_ANGSTROM), axis=1)
-        real.append(plotting.nearest_neighbour_distances(p.positions[inside]))
+        pos, _ = visible(model, e.placement)
+        real.append(plotting.nearest_neighbour_distances(pos))
     drawn = [plotting.nearest_neighbour_distances(d.atoms.positions) for d in decoded]
     if sum(len(d) for d in drawn) == 0:
         hint = " Draws from the standard prior mostly decode to empty densities; try the aggregate prior." if prior == "standard" and len(priors) > 1 else ""
@@ -505,42 +634,6 @@ def sample_page() -> None:
 
 FIGURES = {"atom_counts": "Atom counts", "distance_percentiles": "Distances", "species": "Species",
            "voxel_parity": "Voxel parity"}
-METRIC_ROWS = {  # key in metrics.json → (label, paper's single-cell figure, paper's lattice figure)
-    "atoms_within_0.5A": ("true atoms within 0.5 Å", "99 %", "—"),
-    "pred_atoms_within_0.5A": ("decoded atoms within 0.5 Å of a true one", "—", "—"),
-    "count_exact": ("exact atom count", "90 %", "—"),
-    "count_within_2": ("atom count within ±2", "—", "—"),
-    "species_exact": ("species exact (pairs within 0.5 Å)", "66 %", "65.4 %"),
-    "species_within_2": ("species within ±2", "98 %", "—"),
-    "match_rate": ("StructureMatcher match rate", "—", "—"),
-    "input_cell_match_rate": ("match rate, decoded atoms in the input's cell", "—", "—"),
-    "predicted_cell_match_rate": ("match rate, decoded atoms in the cell head's cell", "—", "—"),
-    "predicted_cell_true_atoms_match_rate": ("match rate, true atoms in the cell head's cell", "—", "—"),
-    "valid_fraction": ("valid (no atoms closer than 0.5 Å)", "—", "—"),
-}
-
-
-def metrics_table(metrics: dict, representation: str) -> pd.DataFrame:
-    """Headline held-out metrics as percentages: overall, per data source, and the paper's figure."""
-    sources = metrics.get("per_source", {})
-    rows = []
-    for key, (label, paper_single, paper_lattice) in METRIC_ROWS.items():
-        # per source the match rates are flat keys; overall they sit in a block, e.g. predicted_cell.match_rate
-        block = metrics.get(key.removesuffix("_match_rate")) if key.endswith("_match_rate") else None
-        overall = block.get("match_rate") if isinstance(block, dict) else metrics.get(key)
-        if overall is None:
-            continue
-        row = {"metric": label, "all": f"{100 * overall:.1f} %"}
-        for name, values in sources.items():
-            value = values.get(key)
-            row[name.split(".")[0]] = "—" if value is None else f"{100 * value:.1f} %"
-        row["paper"] = paper_single if representation == "single" else paper_lattice
-        rows.append(row)
-    median = (metrics.get("distance_percentiles_true_to_pred") or {}).get("50")
-    if median is not None:
-        rows.append({"metric": "median true → decoded distance", "all": f"{median:.2f} Å",
-                     "paper": "—" if representation == "single" else "0.2 Å"})
-    return pd.DataFrame(rows).fillna("—")
 
 
 def model_page() -> None:
@@ -558,16 +651,21 @@ def model_page() -> None:
     metrics_file = ROOT / folder / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
+        sentence = report.held_out_sentence(metrics, model.representation)
+        (st.warning if "under-trained" in sentence else st.info)(sentence)
         st.subheader("Held-out metrics")
-        st.caption(f"{metrics.get('n_structures', '?')} crystals of the {metrics.get('split', '?')} split "
-                   f"({metrics.get('n_skipped', 0)} skipped: do not fit the cube), from `python -m train.evaluate`.")
-        st.dataframe(metrics_table(metrics, model.representation), hide_index=True)
+        st.caption(f"{metrics.get('n_structures', '?')} crystals of the {metrics.get('split', '?')} split of each source file "
+                   f"({metrics.get('n_skipped', 0)} skipped: do not fit the cube), from `python -m train.evaluate`. The split "
+                   "is chosen by a hash of each material id, so the Perov-5 and Carbon-24 columns are crystals the model "
+                   "never saw, drawn from the published validation files.")
+        table = report.metrics_table(metrics, model.representation)
+        st.dataframe(table, hide_index=True, height=38 + 35 * len(table))
         figures = [f for f in FIGURES if (ROOT / folder / f"{f}.png").is_file()]
         if figures:
             for tab, name in zip(st.tabs([FIGURES[f] for f in figures]), figures, strict=True):
                 tab.image(str(ROOT / folder / f"{name}.png"))
-        with st.expander("All metrics (metrics.json)"):
-            st.json(metrics)
+        with st.expander("All metrics of metrics.json, rounded, with units"):
+            st.dataframe(report.flat_metrics_table(metrics), hide_index=True)
     else:
         st.info("No held-out metrics (metrics.json) for this checkpoint yet.")
     log_file = ROOT / folder / "train_log.csv"
@@ -576,13 +674,15 @@ def model_page() -> None:
         frame = pd.read_csv(log_file)
         groups = {"reconstruction": ["train/reconstruction", "val/reconstruction"],
                   "segmentation": ["train/segmentation", "val/segmentation"], "KL": ["train/kl", "val/kl"]}
+        titles = {"reconstruction": "squared error per crystal ((Z units ÷ 10)²)",
+                  "segmentation": "cross-entropy per crystal (nats)", "KL": "KL divergence per crystal (nats)"}
         tabs = st.tabs(list(groups))
         for tab, (label, columns) in zip(tabs, groups.items(), strict=True):
             present = [c for c in columns if c in frame.columns]
             with tab:
                 if present:
-                    st.plotly_chart(plotting.loss_curves_figure({c: frame[c].to_numpy() for c in ["step", *present]}, present),
-                                    key=f"loss_{label}")
+                    st.plotly_chart(plotting.loss_curves_figure({c: frame[c].to_numpy() for c in ["step", *present]}, present,
+                                                                y_title=titles[label]), key=f"loss_{label}")
     with st.expander("Full metadata (model.json)"):
         st.json(meta)
 
@@ -590,11 +690,14 @@ def model_page() -> None:
 def main() -> None:
     st.set_page_config(page_title="Crystal Explorer", page_icon=":material/diamond:", layout="wide")
     pages = [
-        st.Page(guarded(reconstruct_page), title="Reconstruct", icon=":material/biotech:", url_path="reconstruct", default=True),
+        st.Page(guarded(reconstruct_page), title="Reconstruct", icon=":material/biotech:", url_path="home", default=True),
         st.Page(guarded(latent_page), title="Latent explorer", icon=":material/tune:", url_path="latent"),
         st.Page(guarded(interpolation_page), title="Interpolation", icon=":material/animation:", url_path="interpolation"),
         st.Page(guarded(sample_page), title="Random draws", icon=":material/casino:", url_path="samples"),
         st.Page(guarded(model_page), title="Model", icon=":material/monitoring:", url_path="model"),
+        # the default page is served at "/" only; this hidden twin makes /reconstruct a working deep link
+        st.Page(guarded(reconstruct_page), title="Reconstruct", icon=":material/biotech:", url_path="reconstruct",
+                visibility="hidden"),
     ]
     st.navigation(pages).run()
 

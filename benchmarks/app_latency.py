@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from pymatgen.io.cif import CifWriter
 
-from crystal_explorer import plotting
+from crystal_explorer import plotting, report
 from crystal_explorer.inference import FrozenParts
 from crystal_explorer.latent import CrystalModel
+from crystal_explorer.lattice import placed_lattice
 from crystal_explorer.structures import crystal_arrays, example_structures, structure_from_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +56,18 @@ def main() -> None:
 
     def reconstruct_page() -> None:
         structure, _ = structure_from_text(cif, "cif")
-        rec = model.reconstruct(crystal_arrays(structure, args.example), seed=0)
+        arrays = crystal_arrays(structure, args.example)
+        rec = model.reconstruct(arrays, seed=0)
+        p = rec.encoded.placement
         densities = {"input": rec.encoded.density, "decoded": rec.decoded.density}
-        plotting.isosurface_figure(densities, 0.4 * float(rec.encoded.density.max()))
+        plotting.isosurface_figure(densities, plotting.separating_level(rec.encoded.density),
+                                   atoms={"input": (p.positions, p.atomic_numbers),
+                                          "decoded": (rec.decoded.atoms.positions, rec.decoded.atoms.atomic_numbers)}).to_json()
         plotting.slices_figure(densities, 15)
         plotting.parity_figure(rec.encoded.density, rec.decoded.density)
-        p = rec.encoded.placement
-        plotting.atoms_html({"true": (p.positions, p.atomic_numbers),
-                             "decoded": (rec.decoded.atoms.positions, rec.decoded.atoms.atomic_numbers)})
+        report.compare_atoms(p.positions, p.atomic_numbers, rec.decoded.atoms.positions, rec.decoded.atoms.atomic_numbers)
+        report.decoded_crystal(rec.decoded, model, placed_lattice(arrays.lattice, p.rotation))
+        plotting.atoms_html({"input": plotting.CellView(arrays.lattice, arrays.frac_coords, arrays.atomic_numbers)})
 
     z = model.encode(crystal_arrays(example_structures()[args.example]), 0).mean
     zb = model.encode(a, 0).mean

@@ -1,18 +1,20 @@
-"""The Streamlit app driven headless by streamlit.testing (no browser, no JavaScript): every page runs."""
+"""The Streamlit app driven headless by streamlit.testing (no browser, no JavaScript): every page and control runs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from pymatgen.io.cif import CifWriter
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def open_page(url_path: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=180).run()
     if url_path is not None:
         # AppTest.switch_page only knows file pages; st.navigation callables are found by their url path
         at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path)
@@ -25,15 +27,56 @@ def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
-def test_reconstruct_page_shows_an_example() -> None:
+def surfaces(spec: dict) -> list[str]:
+    """Names of a figure's density surfaces ("<panel>: <level> Z units")."""
+    return [t["name"] for t in spec["data"] if t["type"] == "mesh3d" and t.get("name", "").endswith("Z units")]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_reconstruct_page_shows_density_atoms_cell_and_table() -> None:
     at = open_page()
     assert not at.error
     assert at.title[0].value == "Reconstruct a crystal"
-    assert {m.label for m in at.metric} >= {"True atoms in cube", "Decoded atoms"}
-    specs = plotly_specs(at)
-    assert any(trace["type"] == "mesh3d" for spec in specs for trace in spec["data"])
-    iframes = at.get("iframe")
-    assert iframes and "Sr" in iframes[0].proto.srcdoc
+    assert metric(at, "Input") == "SrTiO3"  # conventional formula, not Sr1Ti1O3
+    scene = plotly_specs(at)[0]
+    assert len(surfaces(scene)) == 6  # three nested levels for the input and for the decoding, in one scene
+    assert "scene2" not in scene["layout"]  # one scene: one camera for both
+    assert any(t["name"] == "input atoms" for t in scene["data"])
+    cells = next(f for f in at.get("iframe") if "sites in the cell" in f.proto.srcdoc)
+    assert "Sr" in cells.proto.srcdoc and cells.proto.srcdoc.count('"color": "black"') >= 12  # the input's cell edges
+    table = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    n_true, n_decoded = (int(v) for v in metric(at, "Atoms (true → decoded)").split(" → "))
+    assert (table["true atom"] != "—").sum() == n_true
+    assert set(table["verdict"]) <= {"ok", "wrong element", "missing", "extra"}
+
+
+@pytest.mark.parametrize("model", ["Single unit cell", "Repeating lattice"])
+def test_a_decoded_formula_that_differs_is_a_warning(model: str) -> None:
+    at = open_page()
+    at.selectbox(key="model").set_value(model).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    differs = metric(at, "Input") != metric(at, "Decoded")
+    warned = any("The decoding is" in w.value for w in at.warning)
+    assert differs == warned
+
+
+def test_deep_link_to_reconstruct() -> None:
+    at = open_page("reconstruct")
+    assert at.title[0].value == "Reconstruct a crystal"
+
+
+def test_level_and_z_slice_controls() -> None:
+    at = open_page()
+    at.slider(key="rec_level").set_value(10.0).run()
+    assert not at.exception
+    assert surfaces(plotly_specs(at)[0])[:3] == ["input: 3.0 Z units", "input: 6.0 Z units", "input: 10.0 Z units"]
+    at.select_slider(key="rec_z").set_value(3).run()
+    slices = next(s for s in plotly_specs(at) if s["data"][0]["type"] == "heatmap")
+    assert "z = 1.17 Å" in slices["layout"]["annotations"][0]["text"]
+    assert "density" in slices["data"][-1]["colorbar"]["title"]["text"]
 
 
 def test_malformed_upload_shows_an_error_not_a_traceback() -> None:
@@ -44,36 +87,75 @@ def test_malformed_upload_shows_an_error_not_a_traceback() -> None:
     assert at.error and "CIF" in at.error[0].value
 
 
-def test_latent_slider_redecodes() -> None:
+def test_dataset_rows_are_bounded_and_read_alone(tmp_path: Path, perovskite, rock_salt) -> None:
+    table = tmp_path / "two.csv"
+    pd.DataFrame({"material_id": ["a", "b"], "cif": [str(CifWriter(perovskite)), str(CifWriter(rock_salt))]}).to_csv(table)
+    at = open_page()
+    at.radio(key="rec_source").set_value("Dataset row").run()
+    at.text_input(key="rec_path").set_value(str(table)).run()
+    row = at.number_input(key="rec_row")
+    assert row.label == "Row (0 to 1)" and row.max == 1
+    row.set_value(1).run()
+    assert not at.exception and not at.error
+    assert metric(at, "Input") == "NaCl"
+
+
+def test_latent_direction_slider_redecodes_the_moved_crystal() -> None:
     at = open_page("latent")
     assert not at.error, [e.value for e in at.error]
-    sliders = [s for s in at.slider if s.label.startswith("z[")]
+    sliders = [s for s in at.slider if s.label.startswith("Direction ")]
     assert len(sliders) == 8
-    before = [spec for spec in plotly_specs(at) if spec["data"][0]["type"] == "mesh3d"]
-    sliders[0].set_value(3.95).run()
+    caption = next(c.value for c in at.caption if c.value.startswith("Start: "))
+    assert "moved 0.0 σ" in caption and "changed by 0 %" in caption
+    before = next(s for s in plotly_specs(at) if s["layout"]["scene"]["annotations"][-1]["text"] == "<b>difference</b>")
+    sliders[0].set_value(3.9).run()
     assert not at.exception
-    after = [spec for spec in plotly_specs(at) if spec["data"][0]["type"] == "mesh3d"]
-    assert before and after and before[0]["data"][0]["x"] != after[0]["data"][0]["x"]
+    after = next(s for s in plotly_specs(at) if s["layout"]["scene"]["annotations"][-1]["text"] == "<b>difference</b>")
+    moved_before = [t for t in before["data"] if t.get("name", "").startswith("moved:")]
+    moved_after = [t for t in after["data"] if t.get("name", "").startswith("moved:")]
+    assert moved_before[0]["x"] != moved_after[0]["x"]
+    assert any(t.get("name", "").startswith(("more density", "less density")) for t in after["data"])
     at.button(key="latent_reset").click().run()
-    assert at.slider(key=sliders[0].key).value != 3.95
+    assert at.slider(key=sliders[0].key).value != 3.9
 
 
-def test_latent_sliders_start_at_the_encoded_crystal() -> None:
-    # the sliders count in prior σ and widen to hold the encoding, so the start decoding is the reconstruction
+def test_latent_start_is_the_reconstruction() -> None:
+    # the sliders count from the encoded crystal, so the start decoding is the reconstruction
     reconstructed = open_page()
-    decoded = next(m.value for m in reconstructed.metric if m.label == "Decoded atoms")
-    formula = next(c.value for c in reconstructed.caption if "decoded: " in c.value).split("decoded: ")[1].split(" ")[0]
+    decoded = metric(reconstructed, "Decoded")
+    n_decoded = metric(reconstructed, "Atoms (true → decoded)").split(" → ")[1]
     explorer = open_page("latent")
-    caption = next(c.value for c in explorer.caption if c.value.startswith("Decoded "))
-    assert caption.startswith(f"Decoded {decoded} atoms: {formula} ")
+    caption = next(c.value for c in explorer.caption if c.value.startswith("Start: "))
+    assert caption.startswith(f"Start: {n_decoded} atoms, {decoded} ·")
 
 
-def test_interpolation_produces_frames() -> None:
+def test_latent_traversal_along_a_direction() -> None:
+    at = open_page("latent")
+    at.selectbox(key="traverse_dir").set_value(2).run()
+    assert not at.exception and not at.error
+    traversal = next(s for s in plotly_specs(at) if s["data"][0]["type"] == "heatmap")
+    assert len(traversal["data"]) == 5
+
+
+def test_interpolation_animates_density_and_atoms_beside_the_true_ends() -> None:
     at = open_page("interpolation")
     assert not at.error, [e.value for e in at.error]
     assert at.session_state["interpolation_frames"] == 10
-    animated = [spec for spec in plotly_specs(at) if spec.get("frames")]
-    assert animated and len(animated[0]["frames"]) == 10
+    animated = next(spec for spec in plotly_specs(at) if spec.get("frames"))
+    assert len(animated["frames"]) == 10
+    titles = [a["text"] for a in animated["layout"]["scene"]["annotations"]]
+    assert titles == ["<b>Si (input)</b>", "<b>decoded frame</b>", "<b>CsCl (input)</b>"]
+    # each frame redraws the middle panel's surfaces and atoms: one control for both
+    assert any(t.get("name", "").endswith("atoms") for t in animated["frames"][3]["data"])
+    menu, slider = animated["layout"]["updatemenus"][0], animated["layout"]["sliders"][0]
+    assert menu["x"] + 0.15 <= slider["x"]  # the play/pause buttons sit left of the slider
+
+
+def test_interpolation_frame_gets_a_predicted_cell() -> None:
+    at = open_page("interpolation")
+    at.toggle(key="int_cell_toggle").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(b.proto.label == "Decoding as a crystal (CIF)" for b in at.get("download_button"))
 
 
 @pytest.mark.parametrize("model", ["Lattice, conditioned on max Z"])
@@ -85,6 +167,17 @@ def test_random_draws_with_the_conditional_model(model: str) -> None:
     assert len(at.dataframe[0].value) == 6
 
 
+def test_random_draws_flag_close_atoms_and_rank_realism() -> None:
+    at = open_page("samples")
+    table = at.dataframe[0].value
+    percentiles = table["realism (percentile of real decodings)"].astype(float)
+    assert percentiles.between(0, 100).all()
+    n_close = int((table["atoms too close"] != "—").sum())
+    assert n_close == 0 or any(f"{n_close} of 6 draws" in w.value for w in at.warning)
+    scene = next(s for s in plotly_specs(at) if s["layout"].get("scene"))
+    assert any(t["name"] == "sample 0 atoms" for t in scene["data"])
+
+
 def test_a_single_cell_draw_gets_a_predicted_cell_as_cif() -> None:
     at = open_page("samples")
     assert not at.get("download_button")
@@ -93,18 +186,23 @@ def test_a_single_cell_draw_gets_a_predicted_cell_as_cif() -> None:
     buttons = at.get("download_button")
     assert buttons and buttons[0].proto.label == "Decoding as a crystal (CIF)"
     assert any("α, β, γ" in m.value for m in at.markdown)
+    assert any("predicted cell" in f.proto.srcdoc for f in at.get("iframe"))
 
 
 def test_model_page_shows_loss_curves() -> None:
     at = open_page("model")
     assert not at.error
-    assert any(trace.get("name") == "val/reconstruction" for spec in plotly_specs(at) for trace in spec["data"])
+    curves = [spec for spec in plotly_specs(at) if any(t.get("name") == "val/reconstruction" for t in spec["data"])]
+    assert curves and curves[0]["layout"]["yaxis"]["title"]["text"]
 
 
-def test_model_page_tabulates_the_held_out_metrics() -> None:
+def test_model_page_states_held_out_quality_and_tabulates_it() -> None:
     at = open_page("model")
+    assert any("under-trained" in w.value for w in at.warning)
     metrics = json.loads((Path(APP).parent / "checkpoints" / "single_cell" / "metrics.json").read_text())
     table = at.dataframe[0].value
     row = table[table["metric"] == "exact atom count"].iloc[0]
     assert row["all"] == f"{100 * metrics['count_exact']:.1f} %" and row["paper"] == "90 %"
-    assert {"mp_ground_states", "perov_5_val", "carbon_24_val"} <= set(table.columns)
+    assert {"Materials Project", "Perov-5", "Carbon-24"} <= set(table.columns)
+    every = at.dataframe[1].value
+    assert list(every.columns) == ["metric", "value", "unit"] and "%" in set(every["unit"])

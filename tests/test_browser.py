@@ -1,11 +1,15 @@
-"""The app in a real Chromium: every page renders with no exception, and a screenshot of each is saved.
+"""The app in a real Chromium: an uploaded crystal is reconstructed, every page renders with no exception, the
+density scene holds nested isosurfaces, the atoms viewer draws a unit cell, and a screenshot of each page is saved.
 
 Skipped with the reason when Playwright's package or Debian's /usr/bin/chromium is missing (Playwright
 cannot download its own browsers here). Screenshots go to $SCREENSHOT_DIR (e.g. docs/) or a temp folder.
+The seconds a user waits (upload → settled reconstruct page, slider move → redrawn scene) are printed and
+written to timings.json in the test's temporary folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -15,14 +19,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 LOCAL_3DMOL = ROOT / "static" / "3Dmol-min.js"
-PAGES = {"": "Reconstruct a crystal", "latent": "Latent explorer", "interpolation": "Interpolate between two crystals",
+PAGES = {"latent": "Latent explorer", "interpolation": "Interpolate between two crystals",
          "samples": "Random draws from the prior", "model": "The model"}
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# surfaces of a density are named "<panel>: <level> Z units" (crystal_explorer.plotting.panel_traces)
+# plotly keeps numpy arrays as base64 typed arrays ({dtype, bdata}) in the figure's data
+COUNT_SURFACES = """() => { const size = x => !x ? 0 : (x.bdata !== undefined ? x.bdata.length : x.length); return Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    el => (el.data || []).filter(t => t.type === 'mesh3d' && (t.name || '').endsWith('Z units') && size(t.x) > 0).length)); }"""
+# cheap enough to poll every 20 ms: the length and first bytes of each trace's x
+SCENE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    el => (el.data || []).map(t => !t.x ? '' : (t.x.bdata !== undefined ? t.x.bdata.length + t.x.bdata.slice(0, 48)
+                                                  : String(t.x.length))).join(',')).join('|')"""
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 if not CHROMIUM.is_file():
@@ -35,13 +50,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def held_out_style_cif() -> bytes:
+    """Cubic LaFeO3 as Perov-5 holds its crystals (5 atoms, a = 3.93 Å), not one of the built-in examples."""
+    structure = Structure(Lattice.cubic(3.93), ["La", "Fe", "O", "O", "O"],
+                          [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return str(CifWriter(structure)).encode()
+
+
+SERVER_LOG: Path | None = None
+
+
+def server_log_tail(lines: int = 40) -> str:
+    return "" if SERVER_LOG is None else "\n".join(SERVER_LOG.read_text(errors="replace").splitlines()[-lines:])
+
+
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
+    global SERVER_LOG
     port = free_port()
+    SERVER_LOG = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = SERVER_LOG.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -59,26 +91,103 @@ def app_url():
         server.wait(timeout=20)
 
 
+def settle(page, timeout_ms: int = 180_000) -> None:
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+
+
+def assert_no_errors(page) -> None:
+    exceptions = page.locator("[data-testid='stException']").all_inner_texts()
+    assert not exceptions, f"{exceptions}\nserver log:\n{server_log_tail()}"
+    errors = page.locator("[data-testid='stAlertContentError']").all_inner_texts()
+    assert not errors, f"{errors}\nserver log:\n{server_log_tail()}"
+
+
+def wait_for_change(page, before: str, timeout_s: float = 60.0) -> None:
+    end = time.perf_counter() + timeout_s
+    while page.evaluate(SCENE_SIGNATURE) == before:
+        assert time.perf_counter() < end, "the scene was not redrawn"
+        page.wait_for_timeout(20)
+
+
 def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
     out = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
+    cif = tmp_path / "LaFeO3.cif"
+    cif.write_bytes(held_out_style_cif())
+    timings = {}
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
             args=["--no-sandbox", "--enable-unsafe-swiftshader", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page = browser.new_page(viewport={"width": 1400, "height": 1900})
+
+        # the deep link to the reconstruct page, then an upload of a crystal the app has never seen
+        page.goto(f"{app_url}/reconstruct")
+        page.get_by_role("heading", name="Reconstruct a crystal").wait_for(timeout=180_000)
+        settle(page)
+        page.get_by_text("Upload", exact=True).click()
+        uploader = page.locator("[data-testid='stFileUploader'] input[type=file]")
+        uploader.wait_for(state="attached", timeout=60_000)
+        settle(page)
+        page.wait_for_timeout(500)
+        # the model is loaded and warm (the page drew its default example first)
+        start = time.perf_counter()
+        uploader.set_input_files(str(cif))
+        page.get_by_text("LaFeO3").first.wait_for(timeout=180_000)
+        settle(page)
+        try:
+            page.wait_for_function(f"({COUNT_SURFACES})() > 1", timeout=60_000)
+        except sync_api.TimeoutError:
+            page.screenshot(path=str(tmp_path / "failed_upload.png"))
+            pytest.fail(f"no density scene after the upload; server log:\n{server_log_tail()}")
+        timings["upload to settled reconstruct page (s)"] = round(time.perf_counter() - start, 2)
+        before = page.evaluate(SCENE_SIGNATURE)
+        start = time.perf_counter()
+        page.get_by_role("button", name="New random orientation").click()
+        wait_for_change(page, before)
+        settle(page)
+        timings["new orientation to redrawn reconstruct page (s)"] = round(time.perf_counter() - start, 2)
+        assert_no_errors(page)
+        assert page.evaluate(COUNT_SURFACES) > 1, "the density scene shows fewer than two isosurfaces"
+        page.wait_for_timeout(1500)  # software WebGL
+        page.screenshot(path=str(out / "screenshot_reconstruct.png"), full_page=True)
+
+        page.get_by_role("tab", name="Unit cell").click()
+        page.wait_for_timeout(4000)
+        frames = [f for f in page.frames if f != page.main_frame and "addCylinder" in (f.content() or "")]
+        assert frames, "no atoms viewer"
+        # 12 black cell edges per viewer (the input's cell and the decoded crystal's)
+        assert frames[0].content().count('"color": "black"') >= 24
+        if LOCAL_3DMOL.is_file():
+            # with the offline copy of 3Dmol.js (installed by .ci/run) the atoms viewer draws on a canvas
+            assert frames[0].locator("canvas").count() > 0, "the 3Dmol atoms viewer drew nothing"
+        page.screenshot(path=str(out / "screenshot_cell.png"), full_page=True)
+        page.get_by_role("tab", name="Atom by atom").click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "screenshot_atoms_table.png"), full_page=True)
+
         for path, title in PAGES.items():
             page.goto(f"{app_url}/{path}")
             page.get_by_role("heading", name=title).wait_for(timeout=180_000)
-            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=180_000)
-            page.wait_for_timeout(5000)  # let plotly (software WebGL) and the 3Dmol iframe draw
-            assert page.locator("[data-testid='stException']").count() == 0
-            assert page.locator("[data-testid='stAlertContentError']").count() == 0
-            if path == "interpolation" and LOCAL_3DMOL.is_file():
-                # with the offline copy of 3Dmol.js (installed by .ci/run) the atoms viewer draws on a canvas
-                viewers = [f for f in page.frames if f != page.main_frame and f.locator("canvas").count() > 0]
-                assert viewers, "the 3Dmol atoms viewer drew nothing"
-            page.screenshot(path=str(out / f"screenshot_{path or 'reconstruct'}.png"))
+            settle(page)
+            page.wait_for_timeout(3000)  # let plotly (software WebGL) and the 3Dmol iframe draw
+            assert_no_errors(page)
+            if path in ("latent", "interpolation", "samples"):
+                assert page.evaluate(COUNT_SURFACES) > 1, f"{path}: the density scene shows fewer than two isosurfaces"
+            if path == "latent":
+                before = page.evaluate(SCENE_SIGNATURE)
+                thumb = page.get_by_role("slider", name="Direction 1 (σ)")
+                start = time.perf_counter()
+                thumb.focus()
+                thumb.press("End")  # the first direction to +4 σ in one move
+                wait_for_change(page, before)
+                settle(page)
+                timings["slider move to redrawn latent scene (s)"] = round(time.perf_counter() - start, 2)
+                assert_no_errors(page)
+                page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / f"screenshot_{path}.png"), full_page=True)
         browser.close()
+    print(json.dumps(timings, indent=1))
+    (tmp_path / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")

@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         "nearest_neighbour_wasserstein_real_decoded_vs_true_A": float(wasserstein_distance(nn_real_dec, nn_true)) if len(nn_real_dec) else None,
         "random_draws": draws,
         "realism": {k: {"mean": float(v.mean()), "median": float(np.median(v)), "std": float(v.std()),
-                        "auc_real_above": None if k == "real" else auc(realism["real"], v)}
+                        "auc_real_above": None if k == "real" else auc(realism["real"], v),
+                        # each real decoding's score: the app ranks a draw's realism among them as a percentile
+                        **({"scores": [round(float(s), 5) for s in v]} if k == "real" else {})}
                     for k, v in realism.items()},
     }
     cells = {"real": periodic(model, real_dec, args.n_periodic)}

@@ -1,0 +1,84 @@
+"""What a decoding got wrong, in words and tables: formulas, atom-by-atom verdicts, close contacts, metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crystal_explorer import report
+from crystal_explorer.arrays import CrystalArrays
+from crystal_explorer.lattice import placed_lattice, structure_in_cell
+from crystal_explorer.placement import compact_cluster, fit_rotation, lattice_positions, single_cell_positions
+from crystal_explorer.representation import Placement
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def test_formulas_are_conventional() -> None:
+    assert report.formula(np.array([57, 26, 8, 8, 8])) == "LaFeO3"
+    assert report.formula(np.array([38, 38, 44, 8, 8, 8, 8])) == "Sr2RuO4"
+    assert report.formula(np.zeros(0, int)) == "—"
+    assert report.same_composition(np.array([57, 26, 8, 8, 8]), np.array([57, 57, 26, 26, 8, 8, 8, 8, 8, 8]))
+
+
+def test_atom_by_atom_verdicts() -> None:
+    true = np.array([[1.0, 1, 1], [3.0, 1, 1], [6.0, 1, 1]])
+    decoded = np.array([[1.1, 1, 1], [3.0, 1.2, 1], [9.0, 9, 9]])
+    result = report.compare_atoms(true, np.array([57, 26, 8]), decoded, np.array([57, 24, 8]))
+    assert result.table["verdict"].tolist() == ["ok", "wrong element", "missing", "extra"]
+    assert result.table["distance (Å)"].iloc[1] == pytest.approx(0.2)
+    assert result.decoded_wrong.tolist() == [False, True, False]
+    assert result.decoded_extra.tolist() == [False, False, True]
+    assert result.true_missing.tolist() == [False, False, True]
+    assert result.decoded_notes == ["", "Cr, true Fe", "extra O"]
+    assert result.n_problems == 3
+    styled = report.highlight_problems(result.table).to_html()
+    assert "#f8d0d0" in styled  # the wrong species row is shaded
+
+
+def test_close_contacts_use_covalent_radii() -> None:
+    positions = np.array([[0.0, 0, 0], [0.6, 0, 0], [3.0, 0, 0]])  # O–O 0.6 Å: under 0.7 × 1.32 Å
+    pairs, distances = report.close_contacts(positions, np.array([8, 8, 26]))
+    assert pairs.tolist() == [[0, 1]] and distances == pytest.approx([0.6])
+    assert report.describe_contacts(pairs, distances, np.array([8, 8, 26])) == "O–O 0.60 Å"
+    assert report.contact_notes(pairs, distances, np.array([8, 8, 26])) == ["O–O 0.60 Å", "O–O 0.60 Å", ""]
+
+
+def test_percentile_among_reference_scores() -> None:
+    np.testing.assert_allclose(report.percentile_among(np.array([0.5, 0.95, 2.0]), np.array([0.9, 0.95, 0.99, 1.0])),
+                               [0, 50, 100])
+
+
+@pytest.mark.parametrize("representation", ["single", "lattice"])
+def test_cell_frame_shift_brings_placed_sites_back_to_the_input_cell(perovskite_arrays: CrystalArrays, rng, representation) -> None:
+    a = perovskite_arrays
+    if representation == "single":
+        rotation = fit_rotation(compact_cluster(a.lattice, a.frac_coords), rng)
+        placement = Placement(single_cell_positions(compact_cluster(a.lattice, a.frac_coords), rotation), a.atomic_numbers,
+                              rotation, np.zeros(3))
+    else:
+        rotation, shift = fit_rotation(np.zeros((1, 3)), rng), rng.random(3)
+        positions, numbers = lattice_positions(a.lattice, a.frac_coords, a.atomic_numbers, rotation, shift)
+        placement = Placement(positions, numbers, rotation, shift)
+    placed = structure_in_cell(placement.positions, placement.atomic_numbers, placed_lattice(a.lattice, rotation))
+    back = report.in_input_cell(placed, a.lattice, report.cell_frame_shift(a.lattice, a.frac_coords, placement, representation))
+    assert len(back) == 5
+    assert not report.site_mismatches(a.to_structure(), back).any()
+
+
+def test_metrics_tables_and_sentence_from_a_shipped_checkpoint() -> None:
+    path = CHECKPOINTS / "single_cell" / "metrics.json"
+    if not path.is_file():
+        pytest.skip("no shipped metrics.json")
+    metrics = json.loads(path.read_text())
+    table = report.metrics_table(metrics, "single")
+    assert {"Materials Project", "Perov-5", "Carbon-24"} <= set(table.columns)
+    flat = report.flat_metrics_table(metrics)
+    row = flat[flat["metric"] == "atoms within 0.5 Å"].iloc[0]
+    assert row["value"] == f"{100 * metrics['atoms_within_0.5A']:.1f}" and row["unit"] == "%"
+    sentence = report.held_out_sentence(metrics, "single")
+    assert sentence.startswith(f"On {metrics['n_structures']} held-out crystals") and sentence.count(".") >= 1
+    assert ("under-trained" in sentence) == (metrics["atoms_within_0.5A"] < 0.891)
