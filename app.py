@@ -20,10 +20,10 @@ from crystal_explorer import plotting, report
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.directions import Directions
 from crystal_explorer.errors import CrystalExplorerError
-from crystal_explorer.export import to_cif
+from crystal_explorer.export import to_cif, xyz_text
 from crystal_explorer.latent import CrystalModel, Decoded, Encoded, Reconstruction
 from crystal_explorer.lattice import placed_lattice
-from crystal_explorer.metrics import summarise
+from crystal_explorer.metrics import nearest_neighbour_distances, summarise
 from crystal_explorer.plotting import CellView, Panel
 from crystal_explorer.rows import read_table, row_structure
 from crystal_explorer.structures import MAX_UPLOAD_BYTES, crystal_arrays, example_structures, structure_from_text
@@ -413,7 +413,7 @@ def reconstruct_page() -> None:
         st.plotly_chart(plotting.parity_figure(enc.density, dec.density), key="rec_parity")
     with metrics_tab:
         st.dataframe(report.flat_metrics_table({**metrics, "voxel_mse": cmp.voxel_mse}), hide_index=True)
-    xyz = plotting.xyz_text(dec.atoms.positions, dec.atoms.atomic_numbers, comment=f"decoded {name} ({folder}, seed {seed})")
+    xyz = xyz_text(dec.atoms.positions, dec.atoms.atomic_numbers, comment=f"decoded {name} ({folder}, seed {seed})")
     left, right = st.columns(2)
     left.download_button("Decoded atoms (XYZ)", icon=":material/download:", data=xyz, file_name=f"{Path(name).stem}_decoded.xyz",
                          mime="chemical/x-xyz")
@@ -623,8 +623,8 @@ def sample_page() -> None:
     real = []
     for e in example_encodings(folder):
         pos, _ = visible(model, e.placement)
-        real.append(plotting.nearest_neighbour_distances(pos))
-    drawn = [plotting.nearest_neighbour_distances(d.atoms.positions) for d in decoded]
+        real.append(nearest_neighbour_distances(pos))
+    drawn = [nearest_neighbour_distances(d.atoms.positions) for d in decoded]
     if sum(len(d) for d in drawn) == 0:
         hint = " Draws from the standard prior mostly decode to empty densities; try the aggregate prior." if prior == "standard" and len(priors) > 1 else ""
         st.info("The segmentation found fewer than two atoms in every sample, so only the examples are shown." + hint)

@@ -46,6 +46,16 @@ def atoms_to_molecule(atoms: Atoms) -> Molecule:
     return Molecule([int(z) for z in np.asarray(atoms.atomic_numbers)], np.asarray(atoms.positions, float).reshape(-1, 3))
 
 
+def xyz_text(positions: np.ndarray, atomic_numbers: np.ndarray, comment: str = "") -> str:
+    """An XYZ file of atoms (Cartesian Å) with `comment` as its second line; no atoms give a valid empty file."""
+    positions = np.asarray(positions, float).reshape(-1, 3)
+    if len(positions) == 0:
+        return f"0\n{comment}\n"
+    lines = to_xyz(Molecule([int(z) for z in np.asarray(atomic_numbers)], positions)).splitlines()
+    lines[1] = comment
+    return "\n".join(lines) + "\n"
+
+
 def to_xyz(atoms: Atoms | Molecule | Structure) -> str:
     """XYZ text (Cartesian Å) of decoded atoms, a Molecule or the sites of one cell of a Structure."""
     if isinstance(atoms, Atoms):

@@ -23,13 +23,15 @@ import py3Dmol
 import yaml
 from plotly.subplots import make_subplots
 from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
-from pymatgen.core import Element, Molecule
-from pymatgen.io.xyz import XYZ
+from pymatgen.core import Element
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
-BOX_ANGSTROM = 10.0
+from crystal_explorer.export import xyz_text
+from crystal_explorer.grid import GridSpec
+
+BOX_ANGSTROM = GridSpec().box_size_angstrom
 INPUT_COLOUR = "#1f77b4"  # blue
 DECODED_COLOUR = "#e8850c"  # orange
 MORE_COLOUR = "#8e44ad"  # purple: the density grows
@@ -478,17 +480,6 @@ def parity_figure(target: np.ndarray, predicted: np.ndarray, *, max_points: int 
 
 
 # --- atoms ----------------------------------------------------------------------------------------------
-def xyz_text(positions: np.ndarray, atomic_numbers: np.ndarray, comment: str = "") -> str:
-    """An XYZ file of atoms (Å); an empty atom list gives a valid zero-atom file."""
-    positions = np.asarray(positions, float).reshape(-1, 3)
-    if len(positions) == 0:
-        return f"0\n{comment}\n"
-    text = str(XYZ(Molecule(symbols(atomic_numbers), positions)))
-    lines = text.splitlines()
-    lines[1] = comment
-    return "\n".join(lines) + "\n"
-
-
 class CellView(NamedTuple):
     """A periodic crystal to draw: lattice rows (3, 3) in Å, fractional coordinates (N, 3), Z (N,), and
     sites (N,) bool to highlight (e.g. a decoded site whose species differs from the input's)."""
@@ -584,15 +575,6 @@ def atoms_html(
     header = "".join(f'<div style="flex:1;text-align:center;font-weight:600">{html.escape(t)}</div>' for t in titles)
     return (f'<div style="display:flex;font-family:sans-serif;font-size:14px;margin-bottom:4px">{header}</div>'
             + view.write_html() + f'<div style="font-family:sans-serif;font-size:13px;margin-top:4px">{legend}</div>')
-
-
-def nearest_neighbour_distances(positions: np.ndarray) -> np.ndarray:
-    """Distance in Å from each atom (K, 3) to its nearest other atom; empty for fewer than two atoms."""
-    positions = np.asarray(positions, float).reshape(-1, 3)
-    if len(positions) < 2:
-        return np.zeros(0)
-    distances, _ = cKDTree(positions).query(positions, k=2)
-    return distances[:, 1]
 
 
 def distance_histogram_figure(distances: Mapping[str, np.ndarray], *, max_angstrom: float = 6.0,

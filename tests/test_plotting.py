@@ -12,6 +12,7 @@ from pymatgen.io.xyz import XYZ
 from scipy import ndimage
 
 from crystal_explorer import plotting
+from crystal_explorer.export import xyz_text
 
 
 def gaussian_blob(n: int = 20, peak: float = 8.0) -> np.ndarray:
@@ -150,18 +151,12 @@ def test_cell_view_draws_the_cell_with_face_images_and_flags() -> None:
 
 def test_xyz_round_trips_and_zip_holds_every_frame() -> None:
     positions = np.array([[0.0, 0, 0], [1.5, 0, 0]])
-    text = plotting.xyz_text(positions, np.array([14, 8]), comment="test")
+    text = xyz_text(positions, np.array([14, 8]), comment="test")
     molecule = XYZ.from_str(text).molecule
     assert [s.symbol for s in molecule.species] == ["Si", "O"]
     np.testing.assert_allclose(molecule.cart_coords, positions)
     archive = plotting.frames_zip([(positions, np.array([14, 8])), (np.zeros((0, 3)), np.zeros(0, int))])
     assert zipfile.ZipFile(io.BytesIO(archive)).namelist() == ["frame_000.xyz", "frame_001.xyz"]
-
-
-def test_nearest_neighbour_distances() -> None:
-    d = plotting.nearest_neighbour_distances(np.array([[0.0, 0, 0], [1.0, 0, 0], [4.0, 0, 0]]))
-    np.testing.assert_allclose(d, [1.0, 1.0, 3.0])
-    assert len(plotting.nearest_neighbour_distances(np.zeros((1, 3)))) == 0
 
 
 def test_loss_curves_skip_blank_entries() -> None:
