@@ -32,7 +32,7 @@ class FrozenParts:
         with self._lock:
             traced = self._traced.get(key)
             if traced is None:
-                traced = torch.jit.optimize_for_inference(torch.jit.trace(module, x))
+                traced = torch.jit.optimize_for_inference(torch.jit.trace(module, x, check_trace=False))
                 self._traced[key] = traced
                 while len(self._traced) > self.max_shapes:
                     self._traced.popitem(last=False)

@@ -227,15 +227,17 @@ class CrystalModel:
         decoded = self.decode_encoded(encoded)
         return Reconstruction(encoded, decoded, compare_decoding(encoded, decoded, self.grid))
 
-    def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None) -> np.ndarray | None:
+    def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None,
+                       atomic_numbers: np.ndarray | None = None) -> np.ndarray | None:
         """Lattice rows (3, 3) in Å in the cube frame for a single-cell decoding with no known cell: the cell
         head's parameters, oriented on the decoded atoms (`crystal_explorer.cell`), or on `positions` (N, 3)
-        when given (evaluation orients on the true atoms); None without a head or atoms."""
-        positions = decoded.atoms.positions if positions is None else positions
+        and their `atomic_numbers` when given (evaluation orients on the true atoms); None without a head or atoms."""
+        if positions is None:
+            positions, atomic_numbers = decoded.atoms.positions, decoded.atoms.atomic_numbers
         if self.cell_head is None or self.representation != "single" or len(positions) == 0:
             return None
         lattice = lattice_from_parameters(self.cell_head.parameters_of(decoded.latent)[0])
-        return orient_cell(positions, lattice)[0]
+        return orient_cell(positions, lattice, atomic_numbers=atomic_numbers)[0]
 
     def periodic_structure(self, decoded: Decoded, cell: np.ndarray | None = None, predict: bool = True):
         """The periodic crystal behind a decoding, and where its cell came from: (pymatgen Structure or None, source).

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
 
-from crystal_explorer.__main__ import main
+from crystal_explorer.__main__ import SUMMARY_COLUMNS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,3 +82,85 @@ def test_missing_checkpoint_exits_nonzero(tmp_path, perovskite):
     cif = tmp_path / "x.cif"
     perovskite.to(filename=str(cif))
     assert main(["reconstruct", str(cif), "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was loaded for an input that should have been refused first")
+
+
+def test_every_refused_input_exits_2_with_one_line_and_writes_nothing(tmp_path, refused_inputs, capsys, monkeypatch):
+    from crystal_explorer.latent import CrystalModel
+
+    monkeypatch.setattr(CrystalModel, "from_checkpoint", _no_model)  # refusals come before the model loads
+    for i, (name, (data, reason)) in enumerate(refused_inputs.items()):
+        cif = tmp_path / f"input{i}.cif"
+        cif.write_bytes(data)
+        out = tmp_path / f"out{i}"
+        assert main(["reconstruct", str(cif), "--out", str(out), "--device", "cpu"]) == 2, name
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, lines)
+        assert re.search(reason, lines[0]), (name, lines[0])
+        assert not out.exists(), name
+
+
+def test_a_cell_too_large_for_the_cube_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from crystal_explorer.latent import CrystalModel
+
+    monkeypatch.setattr(CrystalModel, "from_checkpoint", _no_model)
+    sites = [[i / 3, j / 3, k / 3] for i in range(3) for j in range(3) for k in range(3)]
+    cif = tmp_path / "large.cif"
+    Structure(Lattice.cubic(20.0), ["Si"] * 27, sites).to(filename=str(cif))
+    assert main(["reconstruct", str(cif), "--out", str(tmp_path / "out")]) == 2
+    assert "does not fit the 10 Å cube" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_of_files_folders_and_csvs_writes_a_folder_per_crystal_and_summary_csv(tmp_path, perovskite, rock_salt,
+                                                                                     hexagonal, refused_inputs):
+    perovskite.to(filename=str(tmp_path / "srtio3.cif"))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    hexagonal.to(filename=str(folder / "zno.cif"))
+    (folder / "negative.cif").write_bytes(refused_inputs["negative cell length"][0])
+    (tmp_path / "empty").mkdir()
+    pd.DataFrame({"material_id": ["nacl", "sites-15625"],
+                  "cif": [str(CifWriter(rock_salt)), refused_inputs["15,625 sites in a 40 Å cell"][0].decode()]}
+                 ).to_csv(tmp_path / "rows.csv", index=False)
+    pd.DataFrame({"structure": ["x"]}).to_csv(tmp_path / "nocif.csv", index=False)
+    out = tmp_path / "out"
+    inputs = ["srtio3.cif", "folder", "rows.csv", "nocif.csv", "empty", "absent.cif"]
+    assert main(["reconstruct", *[str(tmp_path / i) for i in inputs], "--out", str(out), "--device", "cpu"]) == 0
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(SUMMARY_COLUMNS)
+    assert [r["id"] for r in rows] == ["srtio3", "negative", "zno", "nacl", "sites-15625", "nocif", "empty", "absent"]
+    good = {r["id"]: r for r in rows if not r["refusal"]}
+    assert set(good) == {"srtio3", "zno", "nacl"}
+    assert good["srtio3"]["formula_in"] == "SrTiO3" and int(good["srtio3"]["atoms_in"]) == 5
+    assert good["nacl"]["formula_in"] == "NaCl" and int(good["nacl"]["atoms_in"]) == 8
+    for name, row in good.items():
+        assert 0 <= float(row["atoms_within_0.5A"]) <= 1 and float(row["seconds"]) > 0
+        assert row["match"] in ("True", "False") and int(row["atoms_out"]) >= 0
+        files = {p.name for p in (out / name).iterdir()}
+        assert {"summary.json", "reconstruction.png"} <= files and files & {"reconstruction.cif", "reconstruction.xyz"}
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["id"] == name and summary["metrics"]["n_true_atoms"] == int(row["atoms_in"])
+    refused = {r["id"]: r["refusal"] for r in rows if r["refusal"]}
+    assert "cell length a" in refused["negative"] and "too many atoms for the cube" in refused["sites-15625"]
+    assert "no 'cif' column" in refused["nocif"] and "no CIF or POSCAR" in refused["empty"]
+    assert "no such file" in refused["absent"]
+    assert all(r["formula_out"] == r["match"] == "" for r in rows if r["refusal"])
+    # nothing is written for a refused crystal: only the good ones have folders
+    assert {p.name for p in out.iterdir()} == {"summary.csv", *good}
+
+
+def test_batch_with_nothing_usable_exits_2_with_one_line(tmp_path, refused_inputs, capsys):
+    for name in ("empty", "binary garbage"):
+        (tmp_path / f"{name}.cif").write_bytes(refused_inputs[name][0])
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(tmp_path / "empty.cif"), str(tmp_path / "binary garbage.cif"), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()  # the progress bar's, then one error line
+    assert lines[-1].startswith("error: none of the 2 inputs") and sum(line.startswith("error") for line in lines) == 1
+    with open(out / "summary.csv", newline="") as handle:
+        assert [r["id"] for r in csv.DictReader(handle)] == ["empty", "binary garbage"]
+    assert {p.name for p in out.iterdir()} == {"summary.csv"}

@@ -13,9 +13,12 @@ from pymatgen.io.cif import CifWriter
 
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.structures import (
+    check_cif_text,
+    closest_approach,
     crystal_arrays,
     example_structures,
     load_dataset,
+    read_sources,
     read_structure,
     split_of,
     structure_from_text,
@@ -190,3 +193,84 @@ def test_example_structures_are_valid():
 def test_shared_data_loads(shared_data):
     data = load_dataset(shared_data / "mp_ground_states.csv.gz", limit=20, progress=False)
     assert len(data) == 20
+
+
+def _never_parse(*args, **kwargs):
+    raise AssertionError("pymatgen parsed a file that the cheap checks should have refused")
+
+
+def test_every_refused_input_gives_one_clear_line(refused_inputs):
+    for name, (data, reason) in refused_inputs.items():
+        with pytest.raises(CrystalExplorerError, match=reason) as info:
+            structure_from_text(data)
+        assert "\n" not in str(info.value), name
+
+
+@pytest.mark.parametrize("name", ["15,625 sites in a 40 Å cell", "10 rows × 192 operations", "300 symmetry operations",
+                                  "10 rows in 'F m -3 m', no operations listed", "6 MB file", "negative cell length",
+                                  "NaN coordinate", "binary garbage"])
+def test_hostile_files_are_refused_before_pymatgen_reads_them(name, refused_inputs, monkeypatch):
+    data, reason = refused_inputs[name]
+    monkeypatch.setattr(Structure, "from_str", _never_parse)
+    with pytest.raises(CrystalExplorerError, match=reason):
+        structure_from_text(data)
+
+
+def test_unusual_but_valid_inputs_are_read(accepted_inputs, tmp_path):
+    for name, (data, formula, n_sites) in accepted_inputs.items():
+        structure, _ = structure_from_text(data)
+        assert (structure.composition.reduced_formula, len(structure)) == (formula, n_sites), name
+        path = tmp_path / "input.cif"
+        path.write_bytes(data)
+        assert len(read_structure(path)[0]) == n_sites, name
+
+
+def test_a_large_file_is_refused_without_reading_it(tmp_path, monkeypatch):
+    path = tmp_path / "huge.cif"
+    path.write_bytes(b"data_x\n" + b"#" * 6_000_000)
+    monkeypatch.setattr(type(path), "read_bytes", _never_parse)
+    with pytest.raises(CrystalExplorerError, match="larger than 5 MB"):
+        read_structure(path)
+
+
+def test_overlap_counts_periodic_images_and_names_the_sites():
+    with pytest.raises(CrystalExplorerError, match=r"site 1 \(H\) and its own periodic image are 0.40 Å apart"):
+        validate_structure(Structure(Lattice.cubic(0.4), ["H"], [[0, 0, 0]]))
+    # 0.6 Å apart: allowed
+    assert len(validate_structure(Structure(Lattice.cubic(6.0), ["O", "H"], [[0, 0, 0], [0.1, 0, 0]]))) == 2
+    with pytest.raises(CrystalExplorerError, match="cannot all be 0.5 Å apart"):
+        validate_structure(Structure(Lattice.cubic(1.0), ["H"] * 20, np.random.default_rng(0).random((20, 3))))
+
+
+def test_closest_approach_includes_a_site_and_its_image():
+    structure = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0.02, 0, 0], [0.98, 0, 0]])
+    d, i, j = closest_approach(structure, cutoff=1.0)
+    assert d == pytest.approx(0.16) and {i, j} == {0, 1}
+    assert closest_approach(structure, cutoff=0.1) is None
+
+
+def test_expanded_site_count_is_exact_for_special_positions(accepted_inputs):
+    data, _, n_sites = accepted_inputs["symmetry with special positions"]
+    # 6 rows in a group of 192 operations: the bound (1,152) would refuse it; the count must be exact
+    assert len(check_cif_text(data.decode())) > 0
+    assert len(structure_from_text(data)[0]) == n_sites
+
+
+def test_read_sources_expands_files_folders_and_csvs(tmp_path, perovskite, rock_salt):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.cif").write_text(_cif(perovskite))
+    (tmp_path / "folder" / "notes.txt").write_text("not a structure")
+    (tmp_path / "empty").mkdir()
+    pd.DataFrame({"cif": [_cif(rock_salt), "not a cif"]}).to_csv(tmp_path / "rows.csv", index=False)
+    pd.DataFrame({"structure": ["x"]}).to_csv(tmp_path / "nocif.csv", index=False)
+    (tmp_path / "b.cif").write_text(_cif(rock_salt))
+    sources = read_sources([tmp_path / "b.cif", tmp_path / "folder", tmp_path / "rows.csv", tmp_path / "nocif.csv",
+                            tmp_path / "empty", tmp_path / "absent.cif"])
+    assert [s.id for s in sources] == ["b", "a", "rows-0", "rows-1", "nocif", "empty", "absent"]
+    assert [bool(s.refusal) for s in sources] == [False, False, False, False, True, True, False]
+    assert "no 'cif' column" in sources[4].refusal and "no CIF or POSCAR files" in sources[5].refusal
+    assert sources[0].read()[0].composition.reduced_formula == "NaCl"
+    assert sources[2].read()[0].composition.reduced_formula == "NaCl"
+    for bad in (sources[3], sources[4], sources[6]):
+        with pytest.raises(CrystalExplorerError):
+            bad.read()

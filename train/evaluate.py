@@ -147,7 +147,7 @@ def _match(items, representation: str, grid, model=None) -> dict:
         else:
             pairs.append((truth, single_cell_structure(atoms.positions, atoms.atomic_numbers, cell)))
             if with_head:
-                true_cell = model.predicted_cell(dec, positions=placement.positions)
+                true_cell = model.predicted_cell(dec, positions=placement.positions, atomic_numbers=placement.atomic_numbers)
                 predicted_true.append((truth, single_cell_structure(placement.positions, placement.atomic_numbers, true_cell)))
                 decoded_cell = model.predicted_cell(dec)
                 predicted.append((truth, None if decoded_cell is None else
