@@ -29,7 +29,6 @@ on the Wigner–Seitz faces; a repulsion term alone, tried first, was degenerate
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,10 +39,10 @@ import torch
 from torch import nn
 
 from crystal_explorer.errors import CrystalExplorerError
+from crystal_explorer.placement import NEIGHBOUR_SHIFTS
 
 CELL_HEAD_FILE = "cell_head.safetensors"
-_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), float)  # (27, 3), index 13 is 0
-_NONZERO = np.delete(_SHIFTS, 13, axis=0)
+_NONZERO = np.delete(NEIGHBOUR_SHIFTS, 13, axis=0)
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ def image_distances(x: np.ndarray, lattices: np.ndarray) -> np.ndarray:
     """
     n = len(x)
     diff = (x[:, None] - x[None]).reshape(-1, 3)  # (N², 3)
-    t = np.einsum("sk,mkj->msj", _SHIFTS.astype(x.dtype), lattices).reshape(-1, 3)  # (M·27, 3)
+    t = np.einsum("sk,mkj->msj", NEIGHBOUR_SHIFTS.astype(x.dtype), lattices).reshape(-1, 3)  # (M·27, 3)
     d2 = (t @ (2 * diff.T)).reshape(-1, 27, n, n)
     d2 += (diff**2).sum(1).reshape(n, n)
     d2 += (t**2).sum(1).reshape(-1, 27, 1, 1)

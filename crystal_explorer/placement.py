@@ -24,7 +24,7 @@ import numpy as np
 
 from crystal_explorer.grid import GridSpec
 
-_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3)
+NEIGHBOUR_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3) cells, index 13 is 0
 
 
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -48,7 +48,7 @@ def compact_cluster(lattice: np.ndarray, frac_coords: np.ndarray) -> np.ndarray:
     cart = (np.asarray(frac_coords, float) % 1.0) @ lattice
     centre = 0.5 * lattice.sum(0)
     for _ in range(2):  # fold about the cell centre, then once more about the cluster's own mean
-        candidates = cart[:, None, :] + (_SHIFTS @ lattice)[None]  # (N, 27, 3)
+        candidates = cart[:, None, :] + (NEIGHBOUR_SHIFTS @ lattice)[None]  # (N, 27, 3)
         best = np.linalg.norm(candidates - centre, axis=-1).argmin(1)
         cart = candidates[np.arange(len(cart)), best]
         centre = cart.mean(0)
