@@ -56,6 +56,7 @@ def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Pa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     from crystal_explorer.checkpoint import read_metadata
 
@@ -80,6 +81,7 @@ def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Pa
         ax.set_ylabel("% (validation split)")
         ax.set_ylim(0, 100)
         ax.set_xlim(0, 1.15 * points[-1][0])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:.0f} k"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{Path(folder).name}: validation quality after each training stage")
