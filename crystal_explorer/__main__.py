@@ -37,28 +37,14 @@ def _write_decoded(model, decoded, out: Path, stem: str, cell: np.ndarray | None
     """Write one decoding as CIF (lattice recovered, `cell` known, or predicted by the cell head) or XYZ, and a
     PNG preview unless `png` is False; return its summary and the periodic Structure written (None for XYZ)."""
     from crystal_explorer.export import space_group, to_cif, to_xyz
-    from crystal_explorer.lattice import recover_lattice, single_cell_structure, structure_in_cell
     from crystal_explorer.preview import preview_png
 
     info = {"name": stem, "n_atoms": len(decoded.atoms), "species": sorted({int(z) for z in decoded.atoms.atomic_numbers})}
-    structure = None
+    structure, source = model.periodic_structure(decoded, cell=cell)
     if model.representation == "lattice":
-        recovered = recover_lattice(decoded.atoms.positions, decoded.atoms.atomic_numbers, grid=model.grid)
-        structure = None if recovered is None else recovered.structure
-        info["lattice_found"] = structure is not None
-        if structure is not None:
-            info["lattice"] = "recovered from the decoded atoms"
-        elif cell is not None and len(decoded.atoms):
-            structure = structure_in_cell(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell, grid=model.grid)
-            info["lattice"] = "the input's cell (none recovered)"
-    elif cell is not None and len(decoded.atoms):
-        structure = single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, cell)
-        info["lattice"] = "the input's cell"
-    else:
-        predicted = model.predicted_cell(decoded)
-        if predicted is not None:
-            structure = single_cell_structure(decoded.atoms.positions, decoded.atoms.atomic_numbers, predicted)
-            info["lattice"] = "predicted by the cell head (crystal_explorer.cell)"
+        info["lattice_found"] = source == "recovered from the decoded atoms"
+    if structure is not None:
+        info["lattice"] = source
     if structure is not None:
         path = out / f"{stem}.cif"
         path.write_text(to_cif(structure))
