@@ -117,46 +117,37 @@ def test_resume_continues_from_the_last_checkpoint(first_run, run_setup):
     assert meta["steps"] == 3  # one more step, not three from scratch
 
 
-def test_init_from_continues_the_exported_weights_and_extends_the_ledger(first_run, run_setup):
+def _continue(first_run, run_setup, name: str, steps: int, *sets: str):
+    """A stage started with --init-from the first run's export: (weights before, weights after, its model.json)."""
     code, run_dir = first_run
     assert code == 0
     tmp, csv, config = run_setup
     before, _ = load_model(run_dir / "export")
-    out = tmp / "continued"
-    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "1", "--batch-size", "2",
-                            "--runs", str(tmp / "runs_init"), "--accelerator", "cpu", "--init-from", str(run_dir / "export"),
-                            "--export", str(out), "--set", "lr=1e-9", "warmup_steps=1")
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", str(steps), "--batch-size", "2",
+                            "--runs", str(tmp / f"runs_{name}"), "--accelerator", "cpu", "--init-from", str(run_dir / "export"),
+                            "--export", str(tmp / name), "--set", "warmup_steps=1", *sets)
     assert code == 0
-    after, meta = load_model(out)
+    after, meta = load_model(tmp / name)
+    return before.state_dict(), after.state_dict(), meta
+
+
+def test_init_from_continues_the_exported_weights_and_extends_the_ledger(first_run, run_setup):
+    before, after, meta = _continue(first_run, run_setup, "continued", 1, "lr=1e-9")
     # a near-zero learning rate: the continued weights are the exported ones, not a fresh initialisation
-    for name, tensor in before.state_dict().items():
+    for name, tensor in before.items():
         if tensor.is_floating_point() and "running" not in name:
-            assert (after.state_dict()[name] - tensor).abs().max() < 1e-3, name
+            assert (after[name] - tensor).abs().max() < 1e-3, name
     ledger = meta["training_stages"]
     assert [s["initialised_from_previous_stage"] for s in ledger] == [False, True]  # the first run, then this one
     assert ledger[-1]["samples"] == 2 and ledger[-1]["lr"] == pytest.approx(1e-9)
 
 
 def test_vae_only_stage_leaves_the_unet_untouched(first_run, run_setup):
-    code, run_dir = first_run
-    assert code == 0
-    tmp, csv, config = run_setup
-    before, _ = load_model(run_dir / "export")
-    out = tmp / "vae_only"
-    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "2", "--batch-size", "2",
-                            "--runs", str(tmp / "runs_vae"), "--accelerator", "cpu", "--init-from", str(run_dir / "export"),
-                            "--export", str(out), "--set", "gamma=0", "seg_on_target=0", "lr=1e-2", "warmup_steps=1")
-    assert code == 0
-    after, _ = load_model(out)
-    a, b = after.state_dict(), before.state_dict()
-    assert all(torch_equal(a[k], b[k]) for k in b if k.startswith("unet."))
-    assert not all(torch_equal(a[k], b[k]) for k in b if k.startswith("decoder."))
-
-
-def torch_equal(x, y) -> bool:
     import torch
 
-    return bool(torch.equal(x, y))
+    before, after, _ = _continue(first_run, run_setup, "vae_only", 2, "gamma=0", "seg_on_target=0", "lr=1e-2")
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("unet."))
+    assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("decoder."))
 
 
 def test_a_malformed_set_override_is_one_clear_line(run_setup, capsys):
