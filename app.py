@@ -26,7 +26,13 @@ from crystal_explorer.lattice import placed_lattice
 from crystal_explorer.metrics import nearest_neighbour_distances, summarise
 from crystal_explorer.plotting import CellView, Panel
 from crystal_explorer.rows import read_table, row_structure
-from crystal_explorer.structures import MAX_UPLOAD_BYTES, crystal_arrays, example_structures, structure_from_text
+from crystal_explorer.structures import (
+    MAX_UPLOAD_BYTES,
+    crystal_arrays,
+    example_structures,
+    guess_format,
+    structure_from_text,
+)
 from crystal_explorer.voxel import visible_atoms
 
 ROOT = Path(__file__).resolve().parent
@@ -211,11 +217,6 @@ def model_ui() -> tuple[str, CrystalModel, float | None]:
     return folder, model, max_z
 
 
-def upload_format(name: str) -> str:
-    lower = name.lower()
-    return "poscar" if any(tag in lower for tag in ("poscar", "contcar", ".vasp")) else "cif"
-
-
 def crystal_input_ui(key: str, default: str = "SrTiO3") -> tuple[str, CrystalArrays] | None:
     """Example, upload or dataset row; returns (name, arrays), or None while nothing is chosen."""
     source = st.radio("Crystal from", ["Example", "Upload", "Dataset row"], horizontal=True, key=f"{key}_source")
@@ -229,10 +230,7 @@ def crystal_input_ui(key: str, default: str = "SrTiO3") -> tuple[str, CrystalArr
         if file is None:
             st.info("Upload a CIF or POSCAR file to continue.")
             return None
-        data = file.getvalue()
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise CrystalExplorerError(f"{file.name} is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
-        arrays, warnings = parse_upload(data, upload_format(file.name), file.name)
+        arrays, warnings = parse_upload(file.getvalue(), guess_format(file.name), file.name)
         for message in warnings[:5]:
             st.caption(f"pymatgen: {message}")
         return file.name, arrays

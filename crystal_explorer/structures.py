@@ -51,7 +51,8 @@ def crystal_arrays(structure: Structure, material_id: str = "", reduce: bool = T
     )
 
 
-def _guess_format(name: str) -> Literal["cif", "poscar"]:
+def guess_format(name: str) -> Literal["cif", "poscar"]:
+    """A file's format from its name: POSCAR/CONTCAR/.vasp are VASP files, everything else is read as CIF."""
     lower = name.lower()
     if lower.endswith(".cif"):
         return "cif"
@@ -344,7 +345,7 @@ def read_structure(
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise CrystalExplorerError(f"{path.name} is larger than {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
     return structure_from_text(
-        path.read_bytes(), _guess_format(path.name), majority_species=majority_species, max_z=max_z
+        path.read_bytes(), guess_format(path.name), majority_species=majority_species, max_z=max_z
     )
 
 
@@ -384,7 +385,7 @@ def _dataset_rows(path: Path, index_prefix: str = "") -> Iterator[tuple[str, str
     if path.is_dir():
         for file in sorted(path.iterdir()):
             if file.is_file() and _is_structure_file(file):
-                yield file.stem, file.read_text(errors="replace"), _guess_format(file.name)
+                yield file.stem, file.read_text(errors="replace"), guess_format(file.name)
         return
     import pandas as pd
 
@@ -435,11 +436,11 @@ def read_sources(paths: list[str | Path]) -> list[Source]:
                 files = [f for f in sorted(path.iterdir()) if f.is_file() and _is_structure_file(f)]
                 if not files:
                     raise CrystalExplorerError(f"no CIF or POSCAR files in {path}")
-                sources += [Source(f.stem, _guess_format(f.name), path=f) for f in files]
+                sources += [Source(f.stem, guess_format(f.name), path=f) for f in files]
             elif _is_table(path) and path.is_file():
                 sources += [Source(i, "cif", text=text) for i, text, _ in _dataset_rows(path, index_prefix=f"{name}-")]
             else:
-                sources.append(Source(name or str(path), _guess_format(path.name), path=path))
+                sources.append(Source(name or str(path), guess_format(path.name), path=path))
         except CrystalExplorerError as exc:
             sources.append(Source(name or str(path), refusal=str(exc)))
     return sources
