@@ -57,8 +57,7 @@ def _training_step(model: CrystalVAE, positions, numbers, grid: GridSpec, device
         x, species = batch_grids(positions, numbers, grid, model.config.density_scale)
         with autocast:
             if loss == "vae-only":
-                mean, log_var = model.encode(x)
-                density = model.decode(mean + torch.randn_like(mean) * torch.exp(0.5 * log_var))
+                density, mean, log_var = model.autoencode(x)
                 total = reconstruction_loss(density, x).mean() + 1e-3 * kl_divergence(mean.float(), log_var.float()).mean()
             else:
                 total = joint_loss(model(x), x, species, beta=1e-3).total

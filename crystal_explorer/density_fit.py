@@ -26,6 +26,7 @@ import torch
 
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.segment import Atoms
+from crystal_explorer.voxel import density_grid, voxel_centres
 
 
 @dataclass(frozen=True)
@@ -57,21 +58,21 @@ class FitResult(NamedTuple):
     residual: float
 
 
-def _axis_gaussians(positions: torch.Tensor, grid: GridSpec) -> torch.Tensor:
+def _axis_gaussians(positions: np.ndarray, grid: GridSpec) -> np.ndarray:
     """exp(−(x − p)² / 2σ²) per atom, axis and voxel centre: (K, 3, n)."""
-    h, s = grid.voxel_size_angstrom, grid.sigma_angstrom
-    centres = (torch.arange(grid.n_voxels, dtype=positions.dtype) + 0.5) * h
-    return torch.exp(-((centres - positions[..., None]) ** 2) / (2 * s * s))
+    centres = voxel_centres(grid, dtype=torch.float64).numpy()
+    return np.exp(-((centres - positions[..., None]) ** 2) / (2 * grid.sigma_angstrom**2))
 
 
 def gaussian_density(positions: np.ndarray | torch.Tensor, amplitudes: np.ndarray | torch.Tensor, grid: GridSpec = GridSpec()):
-    """Σ_m A_m exp(−|r − r_m|² / 2σ²) at the voxel centres: (n, n, n), Z units when A = Z. Positions (K, 3) Å."""
+    """Σ_m A_m exp(−|r − r_m|² / 2σ²) at the voxel centres: (n, n, n), Z units when A = Z. Positions (K, 3) Å.
+
+    Eq. (1) itself (`voxel.density_grid`) with real amplitudes in place of Z, in float64; differentiable in both."""
     is_numpy = isinstance(positions, np.ndarray)
     pos = torch.as_tensor(positions, dtype=torch.float64)
     amp = torch.as_tensor(amplitudes, dtype=torch.float64)
-    g = _axis_gaussians(pos, grid)
-    rho = torch.einsum("k,kx,ky,kz->xyz", amp, g[:, 0], g[:, 1], g[:, 2])
-    return rho.numpy() if is_numpy else rho
+    rho = density_grid(pos, amp, grid)
+    return rho.detach().numpy() if is_numpy else rho
 
 
 def _fit(rho: torch.Tensor, positions: np.ndarray, amplitudes: np.ndarray, grid: GridSpec, iterations: int):
@@ -91,7 +92,7 @@ def _fit(rho: torch.Tensor, positions: np.ndarray, amplitudes: np.ndarray, grid:
 
 def _initial_amplitudes(rho: np.ndarray, positions: np.ndarray, grid: GridSpec) -> np.ndarray:
     """Linear least squares for the amplitudes at fixed positions (the Gram matrix is separable per axis)."""
-    g = _axis_gaussians(torch.as_tensor(positions, dtype=torch.float64), grid).numpy()  # (K, 3, n)
+    g = _axis_gaussians(positions, grid)  # (K, 3, n)
     gram = np.prod(np.einsum("kan,jan->akj", g, g), axis=0)  # (K, K)
     rhs = np.einsum("kx,ky,kz,xyz->k", g[:, 0], g[:, 1], g[:, 2], rho)
     amp, *_ = np.linalg.lstsq(gram + 1e-6 * np.eye(len(gram)), rhs, rcond=None)

@@ -75,6 +75,7 @@ def _train(args: argparse.Namespace) -> int:
     from crystal_explorer.checkpoint import load_model, save_model
     from train.config import RunConfig
     from train.data import PlacementDataset, collate, read_bundle, representable
+    from train.ledger import stage_samples
     from train.module import CrystalVAEModule
 
     overrides = {k: v for k, v in {
@@ -161,7 +162,7 @@ def _train(args: argparse.Namespace) -> int:
             "device": device,
             "samples_per_second": samples / max(seconds, 1e-9),
             "training_stages": stages,
-            "samples_seen": int(sum(s.get("samples", s.get("steps", 0) * 64) for s in stages)),
+            "samples_seen": sum(stage_samples(s) for s in stages),
         })
         print(f"trained {trainer.global_step} steps in {seconds:.0f} s ({samples / seconds:.1f} samples/s); weights in {export}")
     return 0

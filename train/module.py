@@ -41,13 +41,11 @@ class CrystalVAEModule(L.LightningModule):
         x, species = batch_grids(batch["positions"], batch["atomic_numbers"], self.grid, self.model.config.density_scale)
         cfg = self.train_config
         if self.vae_only:
-            mean, log_var = self.model.encode(x)
-            z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if sample else mean
-            condition = self.model.max_density(x) if self.model.config.conditional else None
-            rec = reconstruction_loss(self.model.decode(z, condition), x).mean()
+            density, mean, log_var = self.model.autoencode(x, sample)
+            rec = reconstruction_loss(density, x).mean()
             kl = kl_divergence(mean.float(), log_var.float()).mean()
-            zero = torch.zeros((), device=x.device)
-            return rec + self._beta() * kl, LossTerms(rec + self._beta() * kl, rec, kl, zero)
+            total = rec + self._beta() * kl
+            return total, LossTerms(total, rec, kl, torch.zeros((), device=x.device))
         out = self.model(x, sample=sample)
         terms = joint_loss(out, x, species, self._beta(), cfg.gamma, cfg.background_weight)
         total = terms.total

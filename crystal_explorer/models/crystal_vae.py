@@ -61,9 +61,13 @@ class CrystalVAE(nn.Module):
         """(B, 1, n, n, n) density → (B, C, n, n, n) class scores (class c is Z = c)."""
         return self.unet(density)
 
-    def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
+    def autoencode(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, draw z (the mean unless `sample`) and decode, without the U-Net: density, mean, log-variance."""
         mean, log_var = self.encode(x)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if sample else mean
         condition = self.max_density(x) if self.config.conditional else None
-        density = self.decode(z, condition)
+        return self.decode(z, condition), mean, log_var
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
+        density, mean, log_var = self.autoencode(x, sample)
         return VAEOutput(density, self.segment(density), mean, log_var)
