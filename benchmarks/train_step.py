@@ -1,6 +1,11 @@
 """Samples per second of one training step per architecture, and the app's one-crystal inference latency.
 
     python benchmarks/train_step.py [--batch N] [--steps 2] [--threads N] [--unet-channels 16] [--max-z 94]
+        [--data NPZ] [--layouts]
+
+`--data` takes crystals from a `train.prepare` bundle instead of the built-in examples (no pymatgen needed,
+as on the GPU machine). `--layouts` times only the shipped compact model's training step (joint loss + the
+U-Net on the true density) in the default and the channels_last_3d memory format, and names the faster.
 
 A training step is voxelization of a batch of single-cell placements (on the device), CrystalVAE forward,
 the joint loss of eq. (2), backward and an AdamW step. Inference is encode (the mean) + decode + U-Net +
@@ -24,7 +29,6 @@ from crystal_explorer.losses import joint_loss, kl_divergence, reconstruction_lo
 from crystal_explorer.models import CrystalVAE, ModelConfig  # noqa: E402
 from crystal_explorer.representation import batch_grids, pad_batch, place  # noqa: E402
 from crystal_explorer.segment import atoms_from_scores  # noqa: E402
-from crystal_explorer.structures import crystal_arrays, example_structures  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -50,11 +54,14 @@ LOSSES = {
 }
 
 
-def _training_step(model: CrystalVAE, positions, numbers, grid: GridSpec, device: torch.device, loss: str, optimiser):
+def _training_step(model: CrystalVAE, positions, numbers, grid: GridSpec, device: torch.device, loss: str, optimiser,
+                   channels_last: bool = False):
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step() -> None:
         x, species = batch_grids(positions, numbers, grid, model.config.density_scale)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         with autocast:
             if loss == "vae-only":
                 density, mean, log_var = model.autoencode(x)
@@ -85,11 +92,13 @@ def train_flops(model: CrystalVAE, positions, numbers, grid: GridSpec, device: t
 
 
 def train_rate(model: CrystalVAE, positions, numbers, grid: GridSpec, steps: int, device: torch.device,
-               loss: str = "joint") -> float:
+               loss: str = "joint", channels_last: bool = False) -> float:
     model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
     model.unet.requires_grad_(loss != "vae-only")
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    step = _training_step(model, positions, numbers, grid, device, loss, optimiser)
+    step = _training_step(model, positions, numbers, grid, device, loss, optimiser, channels_last)
     step()  # warm-up
     _sync(device)
     start = time.perf_counter()
@@ -117,6 +126,30 @@ def inference_latency(model: CrystalVAE, positions, numbers, grid: GridSpec, dev
     return float(np.median(times[1:]))
 
 
+def _crystals(path: str | None, limit: int = 512) -> list:
+    if path is None:
+        from crystal_explorer.structures import crystal_arrays, example_structures
+
+        return [crystal_arrays(s, n) for n, s in example_structures().items()]
+    from crystal_explorer.arrays import CrystalBundle
+
+    bundle = CrystalBundle.load(path)
+    return [bundle[i] for i in range(min(limit, len(bundle)))]
+
+
+def _layouts(positions, numbers, grid: GridSpec, args, device: torch.device) -> None:
+    print("memory format | train samples/s (joint+true, compact)")
+    print("--- | ---")
+    rates = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = CrystalVAE(ModelConfig(latent_size=args.latent_size, max_z=args.max_z,
+                                       unet_channels=args.unet_channels)).to(device)
+        rates[channels_last] = train_rate(model, positions, numbers, grid, args.steps, device, "joint+true", channels_last)
+        print(f"{'channels_last_3d' if channels_last else 'contiguous (NCDHW)'} | {rates[channels_last]:.1f}")
+    print(f"best_channels_last={str(rates[True] > 1.05 * rates[False]).lower()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, help="default: 64 on CUDA, 8 on CPU")
@@ -125,6 +158,8 @@ def main() -> None:
     parser.add_argument("--latent-size", type=int, default=300)
     parser.add_argument("--unet-channels", type=int, default=16)
     parser.add_argument("--max-z", type=int, default=94)
+    parser.add_argument("--data", help="a .npz bundle from `python -m train.prepare` (default: built-in examples)")
+    parser.add_argument("--layouts", action="store_true", help="only compare memory formats (see above)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,13 +167,15 @@ def main() -> None:
     batch = args.batch or (64 if device.type == "cuda" else 8)
     grid = GridSpec()
     rng = np.random.default_rng(0)
-    crystals = [crystal_arrays(s, n) for n, s in example_structures().items()]
-    placements = [p for c in crystals if (p := place(c, "single", rng, grid)) is not None]
+    placements = [p for c in _crystals(args.data) if (p := place(c, "single", rng, grid)) is not None]
     placements = (placements * (batch // len(placements) + 1))[:batch]
     positions, numbers = (t.to(device) for t in pad_batch(placements))
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device {name}; batch {batch}; latent {args.latent_size}; U-Net channels {args.unet_channels}; "
           f"max_z {args.max_z}; {args.steps} timed steps after one warm-up")
+    if args.layouts:
+        _layouts(positions, numbers, grid, args, device)
+        return
     header = ("architecture", "parameters", "forward GFLOP/sample", "train samples/s", "inference latency (ms)")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))

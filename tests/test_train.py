@@ -150,6 +150,14 @@ def test_vae_only_stage_leaves_the_unet_untouched(first_run, run_setup):
     assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("decoder."))
 
 
+def test_a_channels_last_stage_trains_and_exports_loadable_weights(first_run, run_setup):
+    import torch
+
+    before, after, meta = _continue(first_run, run_setup, "channels_last", 1, "channels_last=true", "lr=1e-2")
+    assert meta["train"]["channels_last"] is True
+    assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("decoder."))
+
+
 def test_a_malformed_set_override_is_one_clear_line(run_setup, capsys):
     tmp, csv, config = run_setup
     code = _main_in_process("--config", str(config), "--data", str(csv), "--runs", str(tmp / "bad_set"),

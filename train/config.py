@@ -26,6 +26,8 @@ class TrainConfig:
             training while the decoder is still blurry (0 = the paper's joint loss only).
         background_weight: cross-entropy weight of the "no atom" class.
         canonical_fraction: for the lattice, the fraction of samples with a cell corner at the origin, unrotated.
+        channels_last: keep weights and activations in the channels_last_3d memory format (NDHWC), the
+            layout of cuDNN's tensor-core convolutions; `benchmarks/train_step.py --layouts` says if it pays.
     """
 
     name: str = "run"
@@ -50,6 +52,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     gradient_clip: float = 1.0
     precision: str = "auto"
+    channels_last: bool = False
     limit: int | None = None
 
     def __post_init__(self) -> None:

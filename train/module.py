@@ -40,6 +40,8 @@ class CrystalVAEModule(L.LightningModule):
     def _losses(self, batch: dict[str, torch.Tensor], sample: bool = True):
         x, species = batch_grids(batch["positions"], batch["atomic_numbers"], self.grid, self.model.config.density_scale)
         cfg = self.train_config
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         if self.vae_only:
             density, mean, log_var = self.model.autoencode(x, sample)
             rec = reconstruction_loss(density, x).mean()
@@ -53,6 +55,10 @@ class CrystalVAEModule(L.LightningModule):
             seg_true = segmentation_loss(self.model.segment(x), species, cfg.background_weight).mean()
             total = total + cfg.gamma * cfg.seg_on_target * seg_true
         return total, terms
+
+    def on_fit_start(self) -> None:
+        if self.train_config.channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
 
     def training_step(self, batch, batch_idx):
         total, terms = self._losses(batch)
