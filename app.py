@@ -10,13 +10,14 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from crystal_explorer import plotting, report
+from crystal_explorer import latent_map, plotting, report
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.directions import Directions
 from crystal_explorer.errors import CrystalExplorerError
@@ -41,7 +42,10 @@ CHECKPOINTS = {
     "Repeating lattice": "checkpoints/lattice",
     "Lattice, conditioned on max Z": "checkpoints/lattice_conditional",
 }
-DEFAULT_DATASET = str(ROOT.parent / "shared" / "data" / "perov_5_val.csv.gz")
+DATA_DIR = ROOT.parent / "shared" / "data"
+DEFAULT_DATASET = str(DATA_DIR / "perov_5_val.csv.gz")
+# derived row by row from the data: an ignored folder, never committed
+MAP_CACHE = Path(os.environ.get("CRYSTAL_EXPLORER_CACHE", ROOT / "data_cache")) / "latent_map"
 LOCAL_3DMOL = ROOT / "static" / "3Dmol-min.js"  # optional offline copy, served at /app/static/
 N_DIRECTIONS = 8
 LATENT_LEVEL_TOP = 60.0  # Z units
@@ -51,6 +55,7 @@ COLOUR_KEY = (f"<span style='color:{plotting.INPUT_COLOUR}'>■</span> input · 
               f"<span style='color:{plotting.LESS_COLOUR}'>■</span> less density · "
               f"<span style='color:{plotting.FLAG_COLOUR}'>○</span> needs a look")
 log = logging.getLogger("crystal_explorer.app")
+PAGES: dict[str, st.Page] = {}  # url path → page, filled by main() so that pages can switch to one another
 
 
 # --- cached library calls -----------------------------------------------------------------------------
@@ -235,11 +240,16 @@ def crystal_input_ui(key: str, default: str = "SrTiO3") -> tuple[str, CrystalArr
             st.caption(f"pymatgen: {message}")
         return file.name, arrays
     left, right = st.columns([3, 1])
-    path = left.text_input("Dataset CSV(.gz) with a 'cif' column", DEFAULT_DATASET, key=f"{key}_path")
+    # defaults through session state, so that another page (the latent map) can set a row without a warning
+    st.session_state.setdefault(f"{key}_path", DEFAULT_DATASET)
+    path = left.text_input("Dataset CSV(.gz) with a 'cif' column", key=f"{key}_path")
     with st.spinner(f"Reading {Path(path).name}…"):
         table = dataset_table(path)
+    last = max(len(table) - 1, 0)
+    if st.session_state.setdefault(f"{key}_row", 0) > last:  # a row set for a longer table
+        st.session_state[f"{key}_row"] = last
     # the widget's bounds answer a row past the end at once, without parsing a single CIF
-    row = int(right.number_input(f"Row (0 to {len(table) - 1})", 0, max(len(table) - 1, 0), 0, key=f"{key}_row"))
+    row = int(right.number_input(f"Row (0 to {len(table) - 1})", 0, last, key=f"{key}_row"))
     material_id, arrays, warnings = dataset_row(path, row)
     for message in warnings[:5]:
         st.caption(f"pymatgen: {message}")
@@ -344,6 +354,7 @@ def reconstruct_page() -> None:
     crystal, source = decoded_crystal(folder, key, dec, cell)
     truth = arrays.to_structure()
     input_formula = truth.composition.reduced_formula
+    st.session_state["current_crystal"] = {"folder": folder, "name": input_formula, "latent": enc.mean}  # for the latent map
     decoded_formula = crystal.composition.reduced_formula if crystal is not None and len(crystal) else report.formula(dec.atoms.atomic_numbers)
 
     cols = st.columns(5)
@@ -630,6 +641,90 @@ def sample_page() -> None:
                                                         "built-in examples": np.concatenate(real)}), key="sample_nn")
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def held_out_map(folder: str, digest: str, paths: tuple[str, ...], n: int) -> latent_map.LatentMap:
+    """The latent map, from its disk cache or encoded with a progress bar (`digest`, the weights' hash, keys this
+    cache too: new weights mean a new map)."""
+    bar = st.progress(0.0, text="Reading held-out crystals…")
+    lmap = latent_map.load_or_encode(load_model(folder), ROOT / folder, list(paths), MAP_CACHE, n,
+                                     progress=lambda fraction, text: bar.progress(min(fraction, 1.0), text=text))
+    bar.empty()
+    return lmap
+
+
+def send_to_page(page: str, rows: dict[str, tuple[str, int]]) -> None:
+    """Open `page` with its crystal inputs (key prefix → (CSV path, row)) set to those dataset rows."""
+    for prefix, (path, row) in rows.items():
+        st.session_state[f"{prefix}_source"] = "Dataset row"
+        st.session_state[f"{prefix}_path"] = path
+        st.session_state[f"{prefix}_row"] = row
+    st.switch_page(PAGES[page])
+
+
+def latent_map_page() -> None:
+    st.title("Latent map")
+    folder, model, _ = model_ui()
+    with st.expander("Data"):
+        st.session_state.setdefault("map_data", str(DATA_DIR))
+        st.session_state.setdefault("map_n", latent_map.MAP_SIZE)
+        folder_text = st.text_input("Folder of dataset CSVs (.csv or .csv.gz with a 'cif' column)", key="map_data")
+        n = int(st.number_input("Crystals on the map", 2, 10_000, step=500, key="map_n",
+                                help="Shared evenly over the files; encoding takes about 40 ms a crystal on one CPU core, once "
+                                     "per model: the encodings are cached on disk."))
+    data = Path(folder_text).expanduser()
+    paths = tuple(sorted(str(p) for p in data.iterdir() if p.name.lower().endswith((".csv", ".csv.gz")))) if data.is_dir() else ()
+    if not paths:
+        st.info(f"The map needs the dataset CSVs (Perov-5, Carbon-24, Materials Project) in **{data}**, and that folder "
+                "has none. Put them there, or give another folder under *Data* above.", icon=":material/info:")
+        return
+    digest = latent_map.weights_digest(ROOT / folder)
+    lmap = held_out_map(folder, digest, paths, n)
+    table = lmap.table
+    options = lmap.colour_options
+    colour_by = st.selectbox("Colour by", options, key="map_colour", format_func=latent_map.colour_title)
+    if st.session_state.get("map_id") != (folder, digest, paths, n):  # the chosen ends are rows of one map
+        st.session_state.update(map_id=(folder, digest, paths, n), map_ends=[])
+    ends = [e for e in st.session_state.get("map_ends", []) if 0 <= e < len(table)]
+    current = st.session_state.get("current_crystal")
+    marked = (current["name"], current["latent"]) if current and current["folder"] == folder else None
+    steps = int(st.session_state.get("int_steps", 10))
+    path = (latent_map.path_points(lmap.latents[ends[0]], lmap.latents[ends[1]], steps, lmap.projection)
+            if len(ends) == 2 else None)
+    fig = latent_map.map_figure(lmap, colour_by, marked, ends, path)
+    event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode="points")
+    clicked = [int(p["customdata"]) for p in (event.selection.points if event else []) if p.get("customdata") is not None]
+    # the chart keeps its selection over reruns: only a change of it is a click (else "Clear" would bring it back)
+    if clicked != st.session_state.get("map_seen", []):
+        st.session_state["map_seen"] = clicked
+        new_ends = latent_map.updated_ends(ends, clicked)
+        if new_ends != ends:
+            st.session_state["map_ends"] = new_ends
+            st.rerun()
+    counts = ", ".join(f"{count} {source}" for source, count in table["source"].value_counts().items())
+    skipped = sum(lmap.skipped.values())
+    st.caption(f"{len(table)} crystals of the val and test splits (never trained on): {counts}"
+               + (f"; {skipped} rows skipped ({', '.join(f'{k}: {v}' for k, v in lmap.skipped.items())})" if skipped else "")
+               + ". Each is its posterior mean (orientation seed 0) projected on the first two principal components of "
+               "these encodings. Click a point to choose it; a second click chooses the other end of an interpolation, "
+               "drawn as a straight line (the latent path is straight, and so is its projection)."
+               + (" The star is the crystal on the Reconstruct page." if marked else ""))
+    if not ends:
+        return
+    rows = table.iloc[ends]
+    labels = [f"{'AB'[i]}: {r.formula} ({r.source}, {r.material_id})" for i, r in enumerate(rows.itertuples())]
+    st.markdown(" · ".join(f"**{label}**" for label in labels))
+    where = [(str(data / r.file), int(r.row)) for r in rows.itertuples()]
+    cols = st.columns(3)
+    if cols[0].button(f"Reconstruct {rows.iloc[-1].formula}", icon=":material/biotech:", key="map_reconstruct"):
+        send_to_page("home", {"rec": where[-1]})
+    if len(ends) == 2 and cols[1].button(f"Interpolate {rows.iloc[0].formula} → {rows.iloc[1].formula}",
+                                         icon=":material/animation:", key="map_interpolate"):
+        send_to_page("interpolation", {"int_a": where[0], "int_b": where[1]})
+    if cols[2].button("Clear the choice", icon=":material/close:", key="map_clear"):
+        st.session_state["map_ends"] = []
+        st.rerun()
+
+
 FIGURES = {"atom_counts": "Atom counts", "distance_percentiles": "Distances", "species": "Species",
            "voxel_parity": "Voxel parity"}
 
@@ -690,6 +785,7 @@ def main() -> None:
     pages = [
         st.Page(guarded(reconstruct_page), title="Reconstruct", icon=":material/biotech:", url_path="home", default=True),
         st.Page(guarded(latent_page), title="Latent explorer", icon=":material/tune:", url_path="latent"),
+        st.Page(guarded(latent_map_page), title="Latent map", icon=":material/scatter_plot:", url_path="map"),
         st.Page(guarded(interpolation_page), title="Interpolation", icon=":material/animation:", url_path="interpolation"),
         st.Page(guarded(sample_page), title="Random draws", icon=":material/casino:", url_path="samples"),
         st.Page(guarded(model_page), title="Model", icon=":material/monitoring:", url_path="model"),
@@ -697,6 +793,7 @@ def main() -> None:
         st.Page(guarded(reconstruct_page), title="Reconstruct", icon=":material/biotech:", url_path="reconstruct",
                 visibility="hidden"),
     ]
+    PAGES.update({page.url_path or "home": page for page in pages})  # the default page's url path is ""
     st.navigation(pages).run()
 
 

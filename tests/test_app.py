@@ -27,6 +27,17 @@ def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
+def plotly_array(value) -> list:
+    """A figure spec's array, decoded when plotly sent it as a base64 typed array (plotly 6+)."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
+    return list(value)
+
+
 def surfaces(spec: dict) -> list[str]:
     """Names of a figure's density surfaces ("<panel>: <level> Z units")."""
     return [t["name"] for t in spec["data"] if t["type"] == "mesh3d" and t.get("name", "").endswith("Z units")]
@@ -206,3 +217,62 @@ def test_model_page_states_held_out_quality_and_tabulates_it() -> None:
     assert {"Materials Project", "Perov-5", "Carbon-24"} <= set(table.columns)
     every = at.dataframe[1].value
     assert list(every.columns) == ["metric", "value", "unit"] and "%" in set(every["unit"])
+
+
+def open_map(data: Path, monkeypatch, tmp_path: Path) -> AppTest:
+    """The latent map page reading the dataset CSVs in `data`, with its disk cache in a temporary folder."""
+    monkeypatch.setenv("CRYSTAL_EXPLORER_CACHE", str(tmp_path / "cache"))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["map_data"] = str(data)
+    at.run()
+    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == "map")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_latent_map_without_data_says_so(tmp_path: Path, monkeypatch) -> None:
+    at = open_map(tmp_path / "no data here", monkeypatch, tmp_path)
+    assert at.title[0].value == "Latent map"
+    assert not at.error and any("needs the dataset CSVs" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_latent_map_draws_held_out_crystals_and_sends_two_to_interpolation(tmp_path: Path, monkeypatch, perovskite,
+                                                                          rock_salt, hexagonal) -> None:
+    from crystal_explorer.structures import split_of
+
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = [m for m in (f"m{i}" for i in range(200)) if split_of(m) != "train"][:3] + ["m0" if split_of("m0") == "train" else "m2"]
+    structures = [perovskite, rock_salt, hexagonal, perovskite]
+    pd.DataFrame({"material_id": ids, "cif": [str(CifWriter(s)) for s in structures],
+                  "heat_ref": [0.5, 1.0, 1.5, 2.0]}).to_csv(data / "tiny.csv", index=False)
+    at = open_map(data, monkeypatch, tmp_path)
+    assert not at.error, [e.value for e in at.error]
+    spec = plotly_specs(at)[0]
+    assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC1 (")
+    assert spec["layout"]["yaxis"]["title"]["text"].endswith("% of variance)")
+    crystals = sorted(i for t in spec["data"] if t["type"] == "scattergl" for i in plotly_array(t["customdata"]))
+    assert crystals == [0, 1, 2]  # three held-out rows; the training row is left out
+    assert any(t["name"].startswith("your crystal") for t in spec["data"])  # the default page encoded SrTiO3
+    at.selectbox(key="map_colour").set_value("property:heat_ref").run()
+    spec = plotly_specs(at)[0]
+    assert spec["data"][0]["marker"]["colorbar"]["title"]["text"] == "heat_ref (eV/atom)"
+    at.session_state["map_ends"] = [0, 2]
+    at.run()
+    spec = plotly_specs(at)[0]
+    assert any(t["name"] == "interpolation path" for t in spec["data"])
+    chosen = next(m.value for m in at.markdown if m.value.startswith("**A: "))
+    formula_b = chosen.split("**B: ")[1].split(" ")[0]
+    at.button(key="map_reconstruct").click().run()  # the latest end, B, on the reconstruct page
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Reconstruct a crystal" and at.radio(key="rec_source").value == "Dataset row"
+    assert metric(at, "Input") == formula_b
+    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == "map")
+    at.run()
+    at.button(key="map_interpolate").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Interpolate between two crystals"
+    assert at.radio(key="int_a_source").value == "Dataset row" and at.text_input(key="int_b_path").value.endswith("tiny.csv")
+    assert not at.error, [e.value for e in at.error]
