@@ -19,7 +19,7 @@ import streamlit as st
 
 from crystal_explorer import latent_map, plotting, report
 from crystal_explorer.arrays import CrystalArrays
-from crystal_explorer.directions import Directions
+from crystal_explorer.directions import DESCRIPTIONS_FILE, DirectionEffects, Directions
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.export import to_cif, xyz_text
 from crystal_explorer.latent import CrystalModel, Decoded, Encoded, Reconstruction
@@ -157,6 +157,27 @@ def directions(folder: str) -> Directions:
     encodings = example_encodings(folder)
     dims = [int(d) for d in model.rank_dimensions(encodings)[:N_DIRECTIONS]]
     return Directions.of_axes(*model.axes(), dims)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def direction_effects(folder: str, modified: float) -> DirectionEffects | None:
+    """The checkpoint's directions.json (`python -m crystal_explorer.directions`), None when absent or unreadable;
+    `modified` (the file's mtime) makes a rewritten file a new cache entry."""
+    return DirectionEffects.load(ROOT / folder)
+
+
+def direction_labels(folder: str, model: CrystalModel, axes: Directions) -> list[str]:
+    """Slider labels: "PC 1 (12 % of variance): mean Z ↑, atom count ↓" when the checkpoint's measured effects
+    match these directions, else "Direction 1 (σ)"."""
+    plain = [f"Direction {k + 1} (σ)" for k in range(len(axes.spread))]
+    path = ROOT / folder / DESCRIPTIONS_FILE
+    if model.prior is None or not path.is_file():
+        return plain
+    effects = direction_effects(folder, path.stat().st_mtime)
+    if effects is None or not effects.matches(axes):
+        return plain
+    share = axes.variance_share(model.prior)
+    return [f"PC {k + 1} ({100 * s:.0f} % of variance): {effects.labels[k]}" for k, s in enumerate(share)]
 
 
 @st.cache_data(show_spinner="Decoding the interpolation…", max_entries=16)
@@ -459,7 +480,8 @@ def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, max_z: float 
         st.button("Reset to the start point", icon=":material/restart_alt:", on_click=reset_sliders, args=(start,),
                   key="latent_reset")
         cols = st.columns(2)
-        values = np.array([cols[k % 2].slider(f"Direction {k + 1} (σ)", *direction_range(start[k]), step=0.1, key=f"dir_{k}")
+        labels = direction_labels(folder, load_model(folder), axes)
+        values = np.array([cols[k % 2].slider(labels[k], *direction_range(start[k]), step=0.1, key=f"dir_{k}")
                            for k in range(len(start))])
         # the sliders start at the start point rounded to their 0.1 σ step: move by the difference from there
         moved_z = axes.moved(base, start + values - np.round(start, 1))

@@ -114,7 +114,7 @@ def test_dataset_rows_are_bounded_and_read_alone(tmp_path: Path, perovskite, roc
 def test_latent_direction_slider_redecodes_the_moved_crystal() -> None:
     at = open_page("latent")
     assert not at.error, [e.value for e in at.error]
-    sliders = [s for s in at.slider if s.label.startswith("Direction ")]
+    sliders = [s for s in at.slider if s.key.startswith("dir_")]
     assert len(sliders) == 8
     caption = next(c.value for c in at.caption if c.value.startswith("Start: "))
     assert "moved 0.0 σ" in caption and "changed by 0 %" in caption
@@ -128,6 +128,27 @@ def test_latent_direction_slider_redecodes_the_moved_crystal() -> None:
     assert any(t.get("name", "").startswith(("more density", "less density")) for t in after["data"])
     at.button(key="latent_reset").click().run()
     assert at.slider(key=sliders[0].key).value != 3.9
+
+
+def test_latent_sliders_say_what_each_direction_changes() -> None:
+    from crystal_explorer.directions import DirectionEffects
+
+    stored = DirectionEffects.load(Path(APP).parent / "checkpoints" / "single_cell")
+    assert stored is not None  # python -m crystal_explorer.directions --checkpoint checkpoints/single_cell
+    at = open_page("latent")
+    labels = [at.slider(key=f"dir_{k}").label for k in range(8)]
+    assert labels[0].startswith("PC 1 (") and "% of variance): " in labels[0]
+    assert all(label.endswith(f": {text}") for label, text in zip(labels, stored.labels, strict=False))
+
+
+@pytest.mark.parametrize("name", ["absent.json", "model.json"])  # no file; a file that is not direction effects
+def test_latent_sliders_without_readable_direction_effects_keep_plain_labels(name: str, monkeypatch) -> None:
+    import crystal_explorer.directions
+
+    monkeypatch.setattr(crystal_explorer.directions, "DESCRIPTIONS_FILE", name)
+    at = open_page("latent")
+    assert not at.error
+    assert [at.slider(key=f"dir_{k}").label for k in range(8)] == [f"Direction {k + 1} (σ)" for k in range(8)]
 
 
 def test_latent_start_is_the_reconstruction() -> None:
