@@ -10,6 +10,7 @@ written to timings.json in the test's temporary folder.
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -178,7 +179,7 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
                 assert page.evaluate(COUNT_SURFACES) > 1, f"{path}: the density scene shows fewer than two isosurfaces"
             if path == "latent":
                 before = page.evaluate(SCENE_SIGNATURE)
-                thumb = page.get_by_role("slider", name="Direction 1 (σ)")
+                thumb = page.get_by_role("slider", name=re.compile(r"^(PC 1 \(|Direction 1 \(σ\))"))  # labelled by what it changes, when measured
                 start = time.perf_counter()
                 thumb.focus()
                 thumb.press("End")  # the first direction to +4 σ in one move
