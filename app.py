@@ -541,7 +541,8 @@ def latent_page() -> None:
 
     st.subheader("Traversal of one direction")
     left, right = st.columns(2)
-    k = int(left.selectbox("Direction", range(len(axes.spread)), format_func=lambda i: f"direction {i + 1}", key="traverse_dir"))
+    names = direction_labels(folder, load_model(folder), axes)
+    k = int(left.selectbox("Direction", range(len(axes.spread)), format_func=lambda i: names[i], key="traverse_dir"))
     with right:
         z_index = z_slice_ui("traverse_z")
     values = (-3.0, -1.5, 0.0, 1.5, 3.0)

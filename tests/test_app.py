@@ -165,6 +165,8 @@ def test_latent_traversal_along_a_direction() -> None:
     at = open_page("latent")
     at.selectbox(key="traverse_dir").set_value(2).run()
     assert not at.exception and not at.error
+    # the shipped model's directions.json names what each direction changes
+    assert at.selectbox(key="traverse_dir").options[0].startswith("PC 1 (")
     traversal = next(s for s in plotly_specs(at) if s["data"][0]["type"] == "heatmap")
     assert len(traversal["data"]) == 5
 
