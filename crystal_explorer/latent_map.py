@@ -8,6 +8,7 @@ weights so that new weights are encoded afresh.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -23,8 +24,8 @@ import pandas as pd
 from crystal_explorer.checkpoint import WEIGHTS_FILE, atomic_write
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.report import source_name
-from crystal_explorer.rows import read_table
-from crystal_explorer.structures import crystal_arrays, split_of, structure_from_text
+from crystal_explorer.rows import material_ids, read_table, row_structure
+from crystal_explorer.structures import crystal_arrays, split_of
 
 MAP_SIZE = 3000
 HELD_OUT = ("val", "test")
@@ -98,13 +99,6 @@ def held_out_rows(frame: pd.DataFrame) -> np.ndarray:
     return np.array(sorted(rows, key=lambda i: hashlib.sha256(f"map|{ids[i]}".encode()).hexdigest()), dtype=np.int64)
 
 
-def material_ids(frame: pd.DataFrame) -> list[str]:
-    """Each row's id as training splits it: the `material_id` column, else the row number (`load_dataset`)."""
-    if "material_id" in frame.columns:
-        return [str(m) for m in frame["material_id"]]
-    return [str(i) for i in range(len(frame))]
-
-
 def encode_held_out(model, paths: list[str | Path], n: int = MAP_SIZE,
                     progress: Progress | None = None) -> tuple[np.ndarray, pd.DataFrame, dict[str, int]]:
     """Posterior means (N, L) of up to n held-out crystals shared evenly over the CSV files, their table, and
@@ -128,20 +122,19 @@ def encode_held_out(model, paths: list[str | Path], n: int = MAP_SIZE,
     for k, name in enumerate(names):
         frame = frames[name]
         quota = (target - len(records)) // (len(names) - k)
-        ids = material_ids(frame)
         properties = [c for c in frame.columns if c not in _NOT_PROPERTIES and pd.api.types.is_numeric_dtype(frame[c])]
         kept = 0
         for row in ordered[name]:
             if kept >= quota:
                 break
             try:
-                structure, _ = structure_from_text(str(frame["cif"].iloc[row]), "cif")
-                placements.append(model.place(crystal_arrays(structure, ids[row]), PLACEMENT_SEED))
+                material_id, structure, _ = row_structure(frame, int(row), name)
+                placements.append(model.place(crystal_arrays(structure, material_id), PLACEMENT_SEED))
             except CrystalExplorerError as exc:
                 skipped[str(exc).split(":")[0]] += 1
                 continue
             kept += 1
-            records.append({"file": name, "row": int(row), "material_id": ids[row], "split": split_of(ids[row]),
+            records.append({"file": name, "row": int(row), "material_id": material_id, "split": split_of(material_id),
                             "source": source_name(name), "formula": structure.composition.reduced_formula,
                             "atom count": len(structure), "element count": len(structure.composition.elements),
                             **{f"property:{c}": float(frame[c].iloc[row]) for c in properties}})
@@ -157,12 +150,19 @@ def encode_held_out(model, paths: list[str | Path], n: int = MAP_SIZE,
 
 
 def weights_digest(folder: str | Path) -> str:
-    """SHA-256 (first 16 hex digits) of a checkpoint's weights file: what a cached map is keyed by."""
+    """SHA-256 (first 16 hex digits) of a checkpoint's weights file: what a cached map is keyed by. Hashed once
+    per file version (path, modification time, size), not on every call: the app asks on each rerun."""
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():
         raise CrystalExplorerError(f"no checkpoint weights at {path}")
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]

@@ -25,10 +25,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def material_ids(frame: pd.DataFrame) -> list[str]:
+    """Each row's id as the training split reads it: the `material_id` column, else the row number."""
+    if "material_id" in frame.columns:
+        return [str(m) for m in frame["material_id"]]
+    return [str(i) for i in range(len(frame))]
+
+
 def row_structure(frame: pd.DataFrame, row: int, name: str = "the table") -> tuple[str, Structure, list[str]]:
     """(material id, structure, pymatgen's warnings) of row `row` (0-based); a row past the end raises at once."""
     if not 0 <= row < len(frame):
         raise CrystalExplorerError(f"{name} has {len(frame)} rows: choose a row from 0 to {len(frame) - 1}")
-    material_id = str(frame["material_id"].iloc[row]) if "material_id" in frame.columns else str(row)
+    material_id = str(frame["material_id"].iloc[row]) if "material_id" in frame.columns else str(row)  # material_ids' rule, one row
     structure, warnings = structure_from_text(str(frame["cif"].iloc[row]), "cif")
     return material_id, structure, warnings
