@@ -19,7 +19,7 @@ import streamlit as st
 
 from crystal_explorer import latent_map, plotting, report
 from crystal_explorer.arrays import CrystalArrays
-from crystal_explorer.directions import DESCRIPTIONS_FILE, DirectionEffects, Directions
+from crystal_explorer.directions import DirectionEffects, Directions, effects_file
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.export import to_cif, xyz_text
 from crystal_explorer.latent import CrystalModel, Decoded, Encoded, Reconstruction
@@ -160,20 +160,20 @@ def directions(folder: str) -> Directions:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def direction_effects(folder: str, modified: float) -> DirectionEffects | None:
-    """The checkpoint's directions.json (`python -m crystal_explorer.directions`), None when absent or unreadable;
-    `modified` (the file's mtime) makes a rewritten file a new cache entry."""
-    return DirectionEffects.load(ROOT / folder)
+def direction_effects(path: str, modified: float) -> DirectionEffects | None:
+    """A checkpoint's directions.json (`python -m crystal_explorer.directions`), None when unreadable; keyed by
+    the file itself and its mtime, so a rewritten file is a new cache entry."""
+    return DirectionEffects.read(path)
 
 
 def direction_labels(folder: str, model: CrystalModel, axes: Directions) -> list[str]:
     """Slider labels: "PC 1 (12 % of variance): mean Z ↑, atom count ↓" when the checkpoint's measured effects
     match these directions, else "Direction 1 (σ)"."""
     plain = [f"Direction {k + 1} (σ)" for k in range(len(axes.spread))]
-    path = ROOT / folder / DESCRIPTIONS_FILE
+    path = effects_file(ROOT / folder)
     if model.prior is None or not path.is_file():
         return plain
-    effects = direction_effects(folder, path.stat().st_mtime)
+    effects = direction_effects(str(path), path.stat().st_mtime)
     if effects is None or not effects.matches(axes):
         return plain
     share = axes.variance_share(model.prior)

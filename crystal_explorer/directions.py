@@ -141,7 +141,7 @@ class DirectionEffects:
     def save(self, folder: str | Path) -> Path:
         from crystal_explorer.checkpoint import atomic_write
 
-        path = Path(folder) / DESCRIPTIONS_FILE
+        path = effects_file(folder)
         # one key a line, each value on its line: small enough to read and to diff
         lines = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}" for key, value in self.to_json().items()]
         atomic_write(path, ("{\n" + ",\n".join(lines) + "\n}\n").encode())
@@ -150,10 +150,20 @@ class DirectionEffects:
     @classmethod
     def load(cls, folder: str | Path) -> DirectionEffects | None:
         """The effects stored in `folder`, None when absent or unreadable (the caller then labels without them)."""
+        return cls.read(effects_file(folder))
+
+    @classmethod
+    def read(cls, path: str | Path) -> DirectionEffects | None:
+        """The effects in the file `path`, None when absent or unreadable."""
         try:
-            return cls.from_json(json.loads((Path(folder) / DESCRIPTIONS_FILE).read_text(encoding="utf-8")))
+            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError, CrystalExplorerError):
             return None
+
+
+def effects_file(folder: str | Path) -> Path:
+    """Where a checkpoint folder keeps its direction effects."""
+    return Path(folder) / DESCRIPTIONS_FILE
 
 
 def describe_directions(model, directions: Directions, n_samples: int = 16, step: float = 2.0, seed: int = 0,
