@@ -16,7 +16,7 @@ import torch
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.cell import CellHead, lattice_from_parameters, orient_cell
 from crystal_explorer.checkpoint import load_model
-from crystal_explorer.density_fit import fit_amplitudes, species_from_amplitudes
+from crystal_explorer.density_fit import SpeciesRule, fit_amplitudes, species_from_amplitudes
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.inference import FrozenParts
@@ -117,11 +117,12 @@ class CrystalModel:
     def segmentation(self) -> dict:
         """How decoded grids become atoms: `split_angstrom` (watershed split of joined atoms, None = one atom
         per component) and `species` ("vote": the paper's majority vote; "amplitude+vote": votes combined
-        with least-squares Gaussian amplitudes, `crystal_explorer.density_fit`). Single-cell models default
-        to both refinements (chosen on the val split); lattice models to the paper's rule. model.json's
+        with least-squares Gaussian amplitudes, `crystal_explorer.density_fit`) and `species_rule` (the
+        `SpeciesRule` fields of that combination; {} = the defaults). Single-cell models default to both
+        refinements (chosen on the val split); lattice models to the paper's rule. model.json's
         "segmentation" overrides."""
-        defaults = {"split_angstrom": 1.0, "species": "amplitude+vote"} if self.representation == "single" else {
-            "split_angstrom": None, "species": "vote"}
+        defaults = {"split_angstrom": 1.0, "species": "amplitude+vote", "species_rule": {}} if self.representation == "single" else {
+            "split_angstrom": None, "species": "vote", "species_rule": {}}
         stored = self.metadata.get("segmentation", {})
         return {k: stored.get(k, v) for k, v in defaults.items()}
 
@@ -131,7 +132,11 @@ class CrystalModel:
         atoms = atoms_from_species_grid(species, self.grid, weights=density, split_angstrom=rule["split_angstrom"])
         if rule["species"] == "amplitude+vote" and len(atoms):
             amplitudes = fit_amplitudes(density, atoms.positions, self.grid)
-            z = species_from_amplitudes(amplitudes, atoms.votes, self.network.config.max_z)
+            try:
+                species_rule = SpeciesRule.from_dict(rule["species_rule"])
+            except (TypeError, ValueError) as exc:
+                raise CrystalExplorerError(f"the checkpoint's species rule is not readable ({exc})") from exc
+            z = species_from_amplitudes(amplitudes, atoms.votes, self.network.config.max_z, species_rule)
             atoms = Atoms(atoms.positions, z, atoms.n_voxels, atoms.votes)
         elif rule["species"] not in ("vote", "amplitude+vote"):
             raise CrystalExplorerError(f"unknown species rule {rule['species']!r} in the checkpoint's segmentation")

@@ -7,6 +7,7 @@ import pytest
 
 from crystal_explorer.density_fit import (
     FitConfig,
+    SpeciesRule,
     fit_amplitudes,
     fit_atoms,
     gaussian_density,
@@ -56,13 +57,35 @@ def test_an_atom_with_no_density_behind_it_is_dropped():
     assert len(result.atoms) == 1 and result.atoms.atomic_numbers[0] == 8
 
 
-def test_species_rule_weighs_votes_against_the_amplitude():
-    votes = np.zeros((3, 95))
-    votes[0, 22] = 10  # the U-Net says Ti and the amplitude agrees within σ
-    votes[1, 52] = 10  # the U-Net says Te but the density weighs like Fe
-    votes[2, 6] = 10  # a carbon whose amplitude came out low
-    z = species_from_amplitudes(np.array([23.2, 26.1, 4.9]), votes)
-    assert z.tolist() == [22, 26, 6]
+def test_species_rule_trusts_votes_for_light_atoms_and_the_amplitude_for_heavy_ones():
+    votes = np.zeros((4, 95))
+    votes[0, 6] = 10  # a carbon whose amplitude came out high (overlapping neighbours): the votes hold
+    votes[1, 8] = 10  # an oxygen that weighs like fluorine: the votes hold
+    votes[2, 52] = 10  # the U-Net says Te but the density weighs like Fe: the amplitude wins
+    votes[3, 22] = 10  # Ti voted, amplitude between Ti and V but nearer Ti
+    z = species_from_amplitudes(np.array([8.6, 9.2, 26.1, 22.4]), votes)
+    assert z.tolist() == [6, 8, 26, 22]
+
+
+def test_species_rule_votes_break_a_tie_in_the_amplitude():
+    votes = np.zeros((2, 95))
+    votes[0, 23] = 10
+    votes[1, 22] = 10
+    assert species_from_amplitudes(np.array([22.5, 22.5]), votes).tolist() == [23, 22]
+
+
+def test_votes_first_rule_is_the_earlier_rule():
+    votes = np.zeros((1, 95))
+    votes[0, 22] = 10  # a heavy atom's vote outweighs an amplitude 1.2 away under the earlier rule only
+    assert species_from_amplitudes(np.array([23.2]), votes, rule=SpeciesRule.votes_first()).tolist() == [22]
+    assert species_from_amplitudes(np.array([23.2]), votes).tolist() == [23]
+
+
+def test_species_rule_from_dict_rejects_unknown_keys():
+    assert SpeciesRule.from_dict({"light_max_z": 10}).light_max_z == 10
+    assert SpeciesRule.from_dict(None) == SpeciesRule()
+    with pytest.raises(ValueError, match="unknown species rule keys"):
+        SpeciesRule.from_dict({"sigma": 1})
 
 
 def test_species_rule_without_votes_rounds_and_stays_in_range():

@@ -114,15 +114,22 @@ def test_segmentation_rules_come_from_the_checkpoint_and_unknown_ones_are_refuse
     try:
         model.metadata = {**meta, "segmentation": {"split_angstrom": None, "species": "vote"}}
         paper = model.atoms_of(rec.decoded.species, rec.decoded.density)
-        assert model.segmentation == {"split_angstrom": None, "species": "vote"}
+        assert model.segmentation == {"split_angstrom": None, "species": "vote", "species_rule": {}}
         votes = paper.votes[np.arange(len(paper)), paper.atomic_numbers]
         assert (votes == paper.votes.max(1)).all()  # the paper's rule is the majority vote
         model.metadata = {**meta, "segmentation": {"species": "astrology"}}
         with pytest.raises(CrystalExplorerError, match="unknown species rule"):
             model.atoms_of(rec.decoded.species, rec.decoded.density)
+        model.metadata = {**meta, "segmentation": {"species_rule": {"sigma": 3}}}
+        with pytest.raises(CrystalExplorerError, match="species rule is not readable"):
+            model.atoms_of(rec.decoded.species, rec.decoded.density)
+        model.metadata = {**meta, "segmentation": {"species_rule": {"light_max_z": 10**6}}}
+        earlier = model.atoms_of(rec.decoded.species, rec.decoded.density)
+        assert len(earlier) == len(rec.decoded.atoms)  # the rule changes species, never positions
+        np.testing.assert_allclose(earlier.positions, rec.decoded.atoms.positions)
     finally:
         model.metadata = meta
-    assert model.segmentation == {"split_angstrom": 1.0, "species": "amplitude+vote"}  # single-cell default
+    assert model.segmentation == {"split_angstrom": 1.0, "species": "amplitude+vote", "species_rule": {}}  # single-cell default
 
 
 def test_periodic_structure_uses_the_given_cell_or_the_cell_head(model, perovskite):
