@@ -93,9 +93,9 @@ def arrays_key(arrays: CrystalArrays) -> str:
     return digest.hexdigest()[:16]
 
 
-@st.cache_data(show_spinner="Encoding and decoding…", max_entries=64)
-def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int) -> Reconstruction:
-    return load_model(folder).reconstruct(_arrays, seed)
+@st.cache_data(show_spinner="Encoding, refining and decoding…", max_entries=64)
+def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int, refine: bool = True) -> Reconstruction:
+    return load_model(folder).reconstruct(_arrays, seed, refine=refine)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -281,6 +281,18 @@ def new_seed(key: str) -> None:
     st.session_state[key] = int(np.random.default_rng().integers(0, 1_000_000))
 
 
+def refine_ui(model: CrystalModel) -> bool:
+    """Sidebar switch: refine each encoding on its input density (`crystal_explorer.refine`) or decode the
+    posterior mean as it is (the paper's reconstruction)."""
+    steps = model.refinement.steps
+    if steps == 0:
+        return False
+    return st.sidebar.toggle(
+        f"Refine encodings ({steps} steps)", value=True, key="refine",
+        help="Takes a few gradient steps on the latent so that its decoding fits the input density better "
+             "(about a second or two on this CPU). Off: the encoder's posterior mean, as in the paper.")
+
+
 def seed_ui(key: str) -> int:
     st.session_state.setdefault(key, 0)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
@@ -364,8 +376,9 @@ def reconstruct_page() -> None:
         return
     name, arrays = chosen
     seed = seed_ui("rec_seed")
-    key = f"{folder}|{arrays_key(arrays)}|{seed}"
-    enc, dec, cmp = reconstruct(folder, arrays_key(arrays), arrays, seed)
+    refine = refine_ui(model)
+    key = f"{folder}|{arrays_key(arrays)}|{seed}|{'refined' if refine else 'mean'}"
+    enc, dec, cmp = reconstruct(folder, arrays_key(arrays), arrays, seed, refine)
     metrics = summarise([cmp])
     p = enc.placement
     true_pos, true_z = visible(model, p)
@@ -522,8 +535,9 @@ def latent_page() -> None:
         if chosen is None:
             return
         name, arrays = chosen
-        base = reconstruct(folder, arrays_key(arrays), arrays, 0).encoded.mean
-        base_id = f"{folder}|{arrays_key(arrays)}"
+        refine = refine_ui(model)
+        base = reconstruct(folder, arrays_key(arrays), arrays, 0, refine).decoded.latent
+        base_id = f"{folder}|{arrays_key(arrays)}|{'refined' if refine else 'mean'}"
     else:
         seed = int(st.number_input("Draw seed", 0, 1_000_000, 0, key="latent_seed"))
         base = model.draw(1, seed)[0]  # from the aggregate prior when the checkpoint has one
@@ -572,10 +586,11 @@ def interpolation_page() -> None:
     steps = int(c1.slider("Steps", 2, 20, 10, key="int_steps"))
     spherical = c2.checkbox("Spherical (slerp)", key="int_slerp")
     seed = int(c3.number_input("Orientation seed", 0, 1_000_000, 0, key="int_seed"))
-    rec_a = reconstruct(folder, arrays_key(a[1]), a[1], seed)
-    rec_b = reconstruct(folder, arrays_key(b[1]), b[1], seed)
-    key = f"{arrays_key(a[1])}|{arrays_key(b[1])}|{seed}"
-    frames = interpolate(folder, key, rec_a.encoded.mean, rec_b.encoded.mean, steps, spherical, max_z)
+    refine = refine_ui(model)
+    rec_a = reconstruct(folder, arrays_key(a[1]), a[1], seed, refine)
+    rec_b = reconstruct(folder, arrays_key(b[1]), b[1], seed, refine)
+    key = f"{arrays_key(a[1])}|{arrays_key(b[1])}|{seed}|{'refined' if refine else 'mean'}"
+    frames = interpolate(folder, key, rec_a.decoded.latent, rec_b.decoded.latent, steps, spherical, max_z)
     st.session_state["interpolation_frames"] = len(frames)
 
     ends = []

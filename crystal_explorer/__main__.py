@@ -154,15 +154,25 @@ def reconstruct_one(args: argparse.Namespace) -> dict:
     representation, max_z = _checkpoint_facts(args.checkpoint)
     source = read_sources(args.inputs)[0]
     structure, crystal = _checked_input(source, representation, max_z, args.majority_species, args.seed)
-    from crystal_explorer.latent import CrystalModel
-
-    model = CrystalModel.from_checkpoint(args.checkpoint, device=args.device)
+    model = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"command": args.command, "checkpoint": str(args.checkpoint), "seed": args.seed,
-               **_reconstruct(model, structure, crystal, out, args.seed, png=not args.no_png)}
+               "refine_steps": model.refinement.steps, **_reconstruct(model, structure, crystal, out, args.seed, png=not args.no_png)}
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return summary
+
+
+def _load(args: argparse.Namespace):
+    """The checkpoint's model, with `--refine-steps` (when given) replacing its refinement for this run."""
+    from crystal_explorer.latent import CrystalModel
+
+    model = CrystalModel.from_checkpoint(args.checkpoint, device=args.device)
+    if args.refine_steps is not None:
+        if args.refine_steps < 0:
+            raise CrystalExplorerError(f"--refine-steps must be 0 or more, not {args.refine_steps}")
+        model.metadata = {**model.metadata, "refinement": {"steps": args.refine_steps, "lr": model.refinement.lr}}
+    return model
 
 
 def reconstruct_many(args: argparse.Namespace) -> tuple[int, int]:
@@ -177,9 +187,7 @@ def reconstruct_many(args: argparse.Namespace) -> tuple[int, int]:
     sources = read_sources(args.inputs)
     model = None
     if any(not s.refusal for s in sources):
-        from crystal_explorer.latent import CrystalModel
-
-        model = CrystalModel.from_checkpoint(args.checkpoint, device=args.device)
+        model = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, used, done = [], {"summary.csv"}, 0
@@ -211,9 +219,7 @@ def reconstruct_many(args: argparse.Namespace) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
-    from crystal_explorer.latent import CrystalModel
-
-    model = CrystalModel.from_checkpoint(args.checkpoint, device=args.device)
+    model = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     max_z = getattr(args, "max_z", None)
@@ -230,14 +236,14 @@ def run(args: argparse.Namespace) -> dict:
         for i, (d, s) in enumerate(tqdm(list(zip(decoded, scores, strict=True)), desc="writing", unit=" crystal", disable=args.n <= 2)):
             summary["samples"].append({**_write_decoded(model, d, out, f"sample_{i:03d}")[0], "realism": float(s)})
     elif args.command == "interpolate":
-        za = model.encode(_read(args.cif_a, args.majority_species), seed=args.seed).mean
-        zb = model.encode(_read(args.cif_b, args.majority_species), seed=args.seed).mean
+        za, zb = model.refine([model.encode(_read(cif, args.majority_species), seed=args.seed)
+                               for cif in (args.cif_a, args.cif_b)])  # the ends decode as their reconstructions
         frames = model.interpolate(za, zb, args.steps, spherical=args.spherical, max_z=max_z)
         summary["frames"] = [_write_decoded(model, d, out, f"frame_{i:03d}")[0]
                              for i, d in enumerate(tqdm(frames, desc="writing", unit=" frame"))]
     elif args.command == "traverse":
         if args.cif:
-            z = model.encode(_read(args.cif, args.majority_species), seed=args.seed).mean
+            z = model.refine([model.encode(_read(args.cif, args.majority_species), seed=args.seed)])[0]
         else:
             z = model.draw(1, args.seed)[0]
         values = np.linspace(-3, 3, args.frames)
@@ -260,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     common.add_argument("--majority-species", action="store_true", help="give disordered sites their majority species")
+    common.add_argument("--refine-steps", type=int, help="steps refining an encoding on its input density "
+                        "(default: the checkpoint's; 0 = the posterior mean, the paper's reconstruction)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("reconstruct", parents=[common], help="encode and decode crystals: CIF/POSCAR files, folders, CSVs")
     p.add_argument("inputs", nargs="+", metavar="INPUT",

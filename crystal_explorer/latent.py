@@ -23,6 +23,7 @@ from crystal_explorer.inference import FrozenParts
 from crystal_explorer.metrics import Comparison, compare
 from crystal_explorer.models import CrystalVAE
 from crystal_explorer.prior import PRIORS, LatentPrior
+from crystal_explorer.refine import RefineConfig, refine_latents
 from crystal_explorer.representation import Placement, batch_grids, pad_batch, place
 from crystal_explorer.segment import Atoms, atoms_from_species_grid
 from crystal_explorer.voxel import visible_atoms
@@ -222,14 +223,39 @@ class CrystalModel:
                 out.append(Decoded(latents[start + i], density[i], species[i], atoms))
         return out
 
-    def decode_encoded(self, encoded: Encoded) -> Decoded:
-        """Decode an encoding's posterior mean (the conditional model conditioned on its input's largest density)."""
-        return self.decode(encoded.mean, condition=self.condition_for(density=encoded.density))[0]
+    @property
+    def refinement(self) -> RefineConfig:
+        """How reconstructions refine the posterior mean on the input density (`crystal_explorer.refine`):
+        model.json's "refinement" ({"steps": N, "lr": x}), else the default chosen on the val split."""
+        try:
+            return RefineConfig.from_dict(self.metadata.get("refinement"))
+        except (TypeError, ValueError) as exc:
+            raise CrystalExplorerError(f"the checkpoint's refinement is not readable ({exc})") from exc
 
-    def reconstruct(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False) -> Reconstruction:
-        """Encode (posterior mean), decode, segment and compare with the truth."""
+    def refine(self, encoded: list[Encoded], config: RefineConfig | None = None, progress=None) -> np.ndarray:
+        """Latents (B, L) of encodings refined on their own input densities (default: `refinement`); the
+        posterior means themselves when it has no steps. `progress(step, steps)` follows the steps."""
+        config = self.refinement if config is None else config
+        means = np.stack([e.mean for e in encoded]).astype(np.float32)
+        if config.steps == 0 or len(encoded) == 0:
+            return means
+        x = torch.from_numpy(np.stack([e.density for e in encoded]) / self.scale).float()[:, None].to(self.device)
+        condition = torch.cat([self.condition_for(density=e.density) for e in encoded]) if self.conditional else None
+        latents, _ = refine_latents(self.network, x, torch.from_numpy(means).to(self.device), condition, config, progress)
+        return latents
+
+    def decode_encoded(self, encoded: Encoded, refine: bool = True, progress=None) -> Decoded:
+        """Decode an encoding: its posterior mean refined on the input density (`refinement`; `refine=False`
+        decodes the posterior mean itself, the paper's reconstruction). The conditional model is conditioned
+        on its input's largest density."""
+        latent = self.refine([encoded], progress=progress)[0] if refine else encoded.mean
+        return self.decode(latent, condition=self.condition_for(density=encoded.density))[0]
+
+    def reconstruct(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False, refine: bool = True,
+                    progress=None) -> Reconstruction:
+        """Encode, refine (see `decode_encoded`), decode, segment and compare with the truth."""
         encoded = self.encode(crystal, seed, canonical)
-        decoded = self.decode_encoded(encoded)
+        decoded = self.decode_encoded(encoded, refine, progress)
         return Reconstruction(encoded, decoded, compare_decoding(encoded, decoded, self.grid))
 
     def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None,

@@ -80,6 +80,20 @@ def test_malformed_cif_exits_nonzero_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ")
 
 
+def test_refine_steps_are_recorded_and_a_negative_count_is_refused(tmp_path, perovskite, capsys):
+    cif = tmp_path / "srtio3.cif"
+    perovskite.to(filename=str(cif))
+    for steps in ("0", "3"):
+        out = tmp_path / f"out{steps}"
+        assert main(["reconstruct", str(cif), "--out", str(out), "--device", "cpu", "--no-png", "--refine-steps", steps]) == 0
+        assert json.loads((out / "summary.json").read_text())["refine_steps"] == int(steps)
+    capsys.readouterr()
+    assert main(["reconstruct", str(cif), "--out", str(tmp_path / "bad"), "--refine-steps", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--refine-steps" in err
+    assert not (tmp_path / "bad" / "summary.json").exists()
+
+
 def test_missing_checkpoint_exits_nonzero(tmp_path, perovskite):
     cif = tmp_path / "x.cif"
     perovskite.to(filename=str(cif))
