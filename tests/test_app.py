@@ -151,6 +151,16 @@ def test_latent_sliders_without_readable_direction_effects_keep_plain_labels(nam
     assert [at.slider(key=f"dir_{k}").label for k in range(8)] == [f"Direction {k + 1} (σ)" for k in range(8)]
 
 
+def test_refine_switch_decodes_the_posterior_mean_when_off() -> None:
+    at = open_page()
+    switch = next(t for t in at.toggle if t.key == "refine")
+    assert switch.value is True and "20 steps" in switch.label
+    refined = [m.value for m in at.metric]
+    switch.set_value(False).run()
+    assert not at.exception
+    assert [m.value for m in at.metric] != refined  # the plain reconstruction of SrTiO3 is a different decoding
+
+
 def test_latent_start_is_the_reconstruction() -> None:
     # the sliders count from the encoded crystal, so the start decoding is the reconstruction
     reconstructed = open_page()
