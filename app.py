@@ -93,7 +93,7 @@ def arrays_key(arrays: CrystalArrays) -> str:
     return digest.hexdigest()[:16]
 
 
-@st.cache_data(show_spinner="Encoding, refining and decoding…", max_entries=64)
+@st.cache_data(show_spinner="Encoding, refining the encoding on the input (a few seconds) and decoding…", max_entries=64)
 def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int, refine: bool = True) -> Reconstruction:
     return load_model(folder).reconstruct(_arrays, seed, refine=refine)
 
