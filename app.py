@@ -290,7 +290,7 @@ def refine_ui(model: CrystalModel) -> bool:
     return st.sidebar.toggle(
         f"Refine encodings ({steps} steps)", value=True, key="refine",
         help="Takes a few gradient steps on the latent so that its decoding fits the input density better "
-             "(about a second or two on this CPU). Off: the encoder's posterior mean, as in the paper.")
+             "(about 3 s on a 2-core CPU). Off: the encoder's posterior mean, as in the paper.")
 
 
 def seed_ui(key: str) -> int:
