@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -171,7 +172,8 @@ def _load(args: argparse.Namespace):
     if args.refine_steps is not None:
         if args.refine_steps < 0:
             raise CrystalExplorerError(f"--refine-steps must be 0 or more, not {args.refine_steps}")
-        model.metadata = {**model.metadata, "refinement": {"steps": args.refine_steps, "lr": model.refinement.lr}}
+        refinement = dataclasses.replace(model.refinement, steps=args.refine_steps)
+        model.metadata = {**model.metadata, "refinement": dataclasses.asdict(refinement)}
     return model
 
 

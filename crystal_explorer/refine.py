@@ -12,6 +12,7 @@ what exact species need, and atoms and counts improve a little as well.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ class RefineConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> RefineConfig:
-        known = {"steps", "lr"}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data or {}) - known
         if unknown:
             raise ValueError(f"unknown refinement keys: {sorted(unknown)}")

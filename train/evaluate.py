@@ -38,7 +38,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     from crystal_explorer.grid import GridSpec
     from crystal_explorer.latent import CrystalModel, compare_decoding, compare_with_truth
     from crystal_explorer.metrics import json_safe, summarise
-    from crystal_explorer.refine import RefineConfig
     from crystal_explorer.segment import atoms_from_species_grid
     from crystal_explorer.voxel import species_grid
     from train.data import read_bundle
@@ -51,7 +50,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         if representation and representation != model.representation:
             raise ValueError(f"the checkpoint is a '{model.representation}' model, not '{representation}'")
         representation = model.representation
-        refinement = model.refinement if args.refine_steps is None else RefineConfig(args.refine_steps, model.refinement.lr)
+        refinement = model.refinement
+        if args.refine_steps is not None:
+            refinement = dataclasses.replace(refinement, steps=args.refine_steps)
     if representation is None:
         raise ValueError("give --representation with --oracle")
 
