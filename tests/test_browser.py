@@ -10,8 +10,8 @@ written to timings.json in the test's temporary folder.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
