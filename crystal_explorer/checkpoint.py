@@ -92,3 +92,17 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), meta
+
+
+def transfer_weights(source: torch.nn.Module, target: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Copy into `target` every tensor of `source` with the same name and shape (a design change that keeps part
+    of the network, e.g. a new decoder head: the rest continues from its trained weights).
+
+    Returns:
+        (names copied, names of `target` left as initialised).
+    """
+    theirs = source.state_dict()
+    ours = target.state_dict()
+    copied = [name for name, t in ours.items() if name in theirs and theirs[name].shape == t.shape]
+    target.load_state_dict({**ours, **{name: theirs[name].to(ours[name].dtype) for name in copied}})
+    return copied, [name for name in ours if name not in set(copied)]

@@ -20,9 +20,20 @@ def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error summed over voxels: (B,)."""
-    return (pred.float() - target.float()).pow(2).flatten(1).sum(1)
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared error summed over voxels, each voxel times `weight` (broadcast to pred) when given: (B,)."""
+    error = (pred.float() - target.float()).pow(2)
+    if weight is not None:
+        error = error * weight
+    return error.flatten(1).sum(1)
+
+
+def atom_weights(species: torch.Tensor, atom_weight: float) -> torch.Tensor | None:
+    """Voxel weights of the reconstruction loss: 1 + `atom_weight` within 0.5 Å of an atom (where the species
+    grid is not 0: the peaks, whose amplitudes carry the species), 1 elsewhere; (B, 1, n, n, n), or None for 0."""
+    if atom_weight == 0:
+        return None
+    return (1.0 + atom_weight * (species > 0).float()).unsqueeze(1)
 
 
 def segmentation_loss(scores: torch.Tensor, species: torch.Tensor, background_weight: float = 1.0) -> torch.Tensor:
@@ -43,9 +54,11 @@ def joint_loss(
     beta: float,
     gamma: float = 0.1,
     background_weight: float = 1.0,
+    atom_weight: float = 0.0,
 ) -> LossTerms:
-    """Eq. (2) of Hoffmann et al. with `output` a `VAEOutput`; returns batch means."""
-    rec = reconstruction_loss(output.density, target_density).mean()
+    """Eq. (2) of Hoffmann et al. with `output` a `VAEOutput`; returns batch means. `atom_weight` > 0 weighs
+    the reconstruction error near atoms more (see `atom_weights`; 0 is the paper's plain sum)."""
+    rec = reconstruction_loss(output.density, target_density, atom_weights(target_species, atom_weight)).mean()
     kl = kl_divergence(output.mean.float(), output.log_var.float()).mean()
     seg = segmentation_loss(output.scores, target_species, background_weight).mean()
     return LossTerms(rec + beta * kl + gamma * seg, rec, kl, seg)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from crystal_explorer.losses import joint_loss, kl_divergence, reconstruction_loss, segmentation_loss
+from crystal_explorer.losses import atom_weights, joint_loss, kl_divergence, reconstruction_loss, segmentation_loss
 from crystal_explorer.models import VAEOutput
 
 
@@ -33,6 +33,19 @@ def test_reconstruction_is_summed_squared_error_per_crystal():
     target = torch.zeros(2, 1, 3, 4, 5)
     target[0] = 2.0
     torch.testing.assert_close(reconstruction_loss(pred, target), torch.tensor([4.0 * 60, 0.0]))
+
+
+def test_atom_weights_count_voxels_near_atoms_more():
+    pred, target = torch.zeros(1, 1, 2, 2, 2), torch.ones(1, 1, 2, 2, 2)
+    species = torch.zeros(1, 2, 2, 2, dtype=torch.long)
+    species[0, 0, 0, 0] = 8  # one voxel within 0.5 Å of an oxygen
+    assert atom_weights(species, 0.0) is None
+    weight = atom_weights(species, 4.0)
+    assert weight.shape == (1, 1, 2, 2, 2) and weight.sum() == 7 + 5
+    torch.testing.assert_close(reconstruction_loss(pred, target, weight), torch.tensor([12.0]))
+    out = VAEOutput(pred, torch.zeros(1, 9, 2, 2, 2), torch.zeros(1, 3), torch.zeros(1, 3))
+    assert joint_loss(out, target, species, 0.0, atom_weight=4.0).reconstruction == 12.0
+    assert joint_loss(out, target, species, 0.0).reconstruction == 8.0
 
 
 def test_segmentation_is_summed_cross_entropy_and_weights_background():

@@ -9,6 +9,7 @@ import torch
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.losses import joint_loss
 from crystal_explorer.models import CrystalVAE, ModelConfig, VAEOutput
+from crystal_explorer.models.blocks import pixel_shuffle_3d
 from crystal_explorer.models.unet import AttentionUNet3d
 from crystal_explorer.placement import compact_cluster, fit_rotation, single_cell_positions
 from crystal_explorer.representation import Placement, batch_grids, pad_batch
@@ -52,6 +53,10 @@ def test_config_rejects_bad_options():
         ModelConfig(n_voxels=32)
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({"latent": 3})
+    with pytest.raises(ValueError, match="Invalid decoder_head"):
+        ModelConfig(decoder_head="transposed")
+    with pytest.raises(ValueError, match="only for the compact"):
+        ModelConfig(architecture="paper", decoder_head="shuffle")
     config = _config("paper", True)
     assert ModelConfig.from_dict(config.to_dict()) == config
     assert config.n_classes == MAX_Z + 1
@@ -84,6 +89,37 @@ def test_encode_decode_segment_shapes(architecture):
     assert mean.shape == (3, LATENT) and log_var.shape == (3, LATENT)
     assert density.shape == (3, 1, 30, 30, 30)
     assert scores.shape == (3, MAX_Z + 1, 30, 30, 30)
+
+
+def test_pixel_shuffle_3d_places_each_channel_at_its_sub_voxel():
+    x = torch.arange(2 * 16 * 2 * 3 * 1, dtype=torch.float32).view(2, 16, 2, 3, 1)
+    y = pixel_shuffle_3d(x, 2)
+    assert y.shape == (2, 2, 4, 6, 2)
+    # output channel c, voxel (d, h, w), sub-voxel (i, j, k) comes from input channel 8c + 4i + 2j + k
+    for c, d, h, w, i, j, k in [(0, 0, 0, 0, 0, 0, 0), (1, 1, 2, 0, 1, 0, 1), (0, 1, 1, 0, 0, 1, 1)]:
+        assert y[1, c, 2 * d + i, 2 * h + j, 2 * w + k] == x[1, 8 * c + 4 * i + 2 * j + k, d, h, w]
+    # a permutation: nothing lost or repeated
+    assert torch.equal(y.flatten().sort().values, x.flatten().sort().values)
+
+
+def test_shuffle_head_decodes_to_30_cubed_with_less_work(batch):
+    torch.manual_seed(0)
+    conv = CrystalVAE(_config("compact")).eval()
+    shuffle = CrystalVAE(ModelConfig(latent_size=LATENT, max_z=MAX_Z, unet_channels=UNET, decoder_head="shuffle")).eval()
+    x, _ = batch
+    with torch.no_grad():
+        out = shuffle(x, sample=False)
+    assert out.density.shape == (2, 1, 30, 30, 30) and (out.density >= 0).all()
+    assert out.scores.shape == (2, MAX_Z + 1, 30, 30, 30)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = {}
+    for name, model in (("conv", conv), ("shuffle", shuffle)):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model.decode(torch.zeros(1, LATENT))
+        flops[name] = counter.get_total_flops()
+    assert flops["shuffle"] < 0.8 * flops["conv"]
 
 
 def test_conditional_decode_needs_and_uses_the_condition():

@@ -142,6 +142,29 @@ def test_init_from_continues_the_exported_weights_and_extends_the_ledger(first_r
     assert ledger[-1]["samples"] == 2 and ledger[-1]["lr"] == pytest.approx(1e-9)
 
 
+def test_a_design_change_keeps_the_tensors_that_fit_with_init_partial(first_run, run_setup, capsys):
+    code, run_dir = first_run
+    assert code == 0
+    tmp, csv, config = run_setup
+    raw = yaml.safe_load(config.read_text())
+    raw["model"]["decoder_head"] = "shuffle"
+    shuffle = tmp / "tiny_shuffle.yaml"
+    shuffle.write_text(yaml.safe_dump(raw))
+    args = ("--config", str(shuffle), "--data", str(csv), "--max-steps", "1", "--batch-size", "2", "--accelerator", "cpu",
+            "--init-from", str(run_dir / "export"), "--set", "lr=1e-9", "warmup_steps=1")
+    assert _main_in_process(*args, "--runs", str(tmp / "runs_refused"), "--export", str(tmp / "refused")) != 0
+    assert "--init-partial" in capsys.readouterr().err  # a design change is refused unless asked for
+    assert _main_in_process(*args, "--init-partial", "--runs", str(tmp / "runs_partial"), "--export", str(tmp / "partial")) == 0
+    before, _ = load_model(run_dir / "export")
+    after, meta = load_model(tmp / "partial")
+    assert after.config.decoder_head == "shuffle"
+    old, new = before.state_dict(), after.state_dict()
+    for name in ("encoder.net.0.0.weight", "to_stats.weight", "decoder.fc.weight", "decoder.net.5.0.weight", "unet.head.weight"):
+        assert (new[name] - old[name]).abs().max() < 1e-3, name  # kept (lr ≈ 0)
+    assert new["decoder.net.6.weight"].shape == (8, 48, 3, 3, 3) and "decoder.net.6.weight" not in old  # the new head
+    assert meta["training_stages"][-1]["initialised_from_previous_stage"].startswith("partial")
+
+
 def test_vae_only_stage_leaves_the_unet_untouched(first_run, run_setup):
     import torch
 

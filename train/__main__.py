@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="runs", help="folder for checkpoints and logs (default: runs)")
     parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.ckpt")
     parser.add_argument("--init-from", help="start from the weights of an exported model folder")
+    parser.add_argument("--init-partial", action="store_true",
+                        help="with --init-from of another model config (a design change): copy every tensor whose name "
+                             "and shape match, initialise the rest afresh")
     parser.add_argument("--max-steps", type=int, help="override train.max_steps")
     parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this wall time")
     parser.add_argument("--limit", type=int, help="use only the first N crystals of the data")
@@ -72,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from crystal_explorer.checkpoint import load_model, save_model
+    from crystal_explorer.checkpoint import load_model, save_model, transfer_weights
     from train.config import RunConfig
     from train.data import PlacementDataset, collate, read_bundle, representable
     from train.ledger import stage_samples
@@ -110,12 +113,21 @@ def _train(args: argparse.Namespace) -> int:
     (run_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
     module = CrystalVAEModule(run.to_dict(), max_minutes=args.max_minutes)
     stages: list[dict] = []
+    initialised: bool | str = False
     if args.init_from:
         initial, initial_meta = load_model(args.init_from)
-        if initial.config != module.model.config:
-            raise ValueError(f"--init-from {args.init_from}: its model config differs from {args.config}'s")
-        module.model.load_state_dict(initial.state_dict())
         stages = list(initial_meta.get("training_stages", []))
+        if initial.config == module.model.config:
+            module.model.load_state_dict(initial.state_dict())
+            initialised = True
+        elif args.init_partial:
+            copied, fresh = transfer_weights(initial, module.model)
+            initialised = f"partial: {len(copied)} of {len(copied) + len(fresh)} tensors"
+            print(f"--init-partial: {len(copied)} tensors from {args.init_from}; fresh: "
+                  f"{sorted({'.'.join(n.split('.')[:3]) for n in fresh})}")
+        else:
+            raise ValueError(f"--init-from {args.init_from}: its model config differs from {args.config}'s "
+                             "(add --init-partial to keep the tensors that still fit)")
     gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
     checkpoint = ModelCheckpoint(dirpath=run_dir, filename="step{step}", every_n_train_steps=cfg.checkpoint_every_steps,
@@ -148,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
         stages.append({
             "stage": len(stages), "steps": int(trainer.global_step), "samples": int(samples),
             "minutes": round(seconds / 60, 1), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
-            "device": device, "initialised_from_previous_stage": bool(args.init_from),
+            "device": device, "initialised_from_previous_stage": initialised,
             "data": [Path(p).name for p in cfg.data], "lr": cfg.lr, "batch_size": cfg.batch_size,
         })
         save_model(module.model.float(), export, {

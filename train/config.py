@@ -25,6 +25,8 @@ class TrainConfig:
         seg_on_target: extra weight of the U-Net's loss on the true density, which speeds its early
             training while the decoder is still blurry (0 = the paper's joint loss only).
         background_weight: cross-entropy weight of the "no atom" class.
+        atom_weight: extra weight of the reconstruction error within 0.5 Å of an atom (0 = the paper's plain
+            sum of squares; 4 counts those voxels 5 times).
         canonical_fraction: for the lattice, the fraction of samples with a cell corner at the origin, unrotated.
         channels_last: keep weights and activations in the channels_last_3d memory format (NDHWC), the
             layout of cuDNN's tensor-core convolutions; `benchmarks/train_step.py --layouts` says if it pays.
@@ -43,6 +45,7 @@ class TrainConfig:
     kl_warmup_steps: int = 1000
     seg_on_target: float = 0.5
     background_weight: float = 1.0
+    atom_weight: float = 0.0
     canonical_fraction: float = 0.1
     max_atoms: int = 100
     num_workers: int = 2

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from crystal_explorer.grid import GridSpec
-from crystal_explorer.losses import LossTerms, joint_loss, kl_divergence, reconstruction_loss, segmentation_loss
+from crystal_explorer.losses import LossTerms, atom_weights, joint_loss, kl_divergence, reconstruction_loss, segmentation_loss
 from crystal_explorer.models import CrystalVAE, ModelConfig
 from crystal_explorer.representation import batch_grids
 from train.config import RunConfig, TrainConfig
@@ -44,12 +44,12 @@ class CrystalVAEModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last_3d)
         if self.vae_only:
             density, mean, log_var = self.model.autoencode(x, sample)
-            rec = reconstruction_loss(density, x).mean()
+            rec = reconstruction_loss(density, x, atom_weights(species, cfg.atom_weight)).mean()
             kl = kl_divergence(mean.float(), log_var.float()).mean()
             total = rec + self._beta() * kl
             return total, LossTerms(total, rec, kl, torch.zeros((), device=x.device))
         out = self.model(x, sample=sample)
-        terms = joint_loss(out, x, species, self._beta(), cfg.gamma, cfg.background_weight)
+        terms = joint_loss(out, x, species, self._beta(), cfg.gamma, cfg.background_weight, cfg.atom_weight)
         total = terms.total
         if cfg.seg_on_target > 0:
             seg_true = segmentation_loss(self.model.segment(x), species, cfg.background_weight).mean()

@@ -31,3 +31,12 @@ def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """Crop (B, C, D, H, W) to size³ about the centre."""
     lo = (x.shape[-1] - size) // 2
     return x[..., lo : lo + size, lo : lo + size, lo : lo + size]
+
+
+def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """(B, C·f³, D, H, W) → (B, C, f·D, f·H, f·W): each group of f³ channels becomes the f×f×f sub-voxels of
+    its voxel (the 3-D form of `nn.PixelShuffle`)."""
+    b, c, d, h, w = x.shape
+    out = c // factor**3
+    x = x.view(b, out, factor, factor, factor, d, h, w)
+    return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, out, d * factor, h * factor, w * factor)

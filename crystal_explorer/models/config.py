@@ -9,6 +9,7 @@ from typing import Literal
 from crystal_explorer.representation import REPRESENTATIONS, Representation
 
 ARCHITECTURES = ("paper", "compact")
+DECODER_HEADS = ("conv", "shuffle")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ModelConfig:
             by this, so values stay near 1.
         representation: what the model was trained on, "single" (one unit cell) or "lattice" (the
             repeating lattice); it decides how crystals are placed and how decodings become crystals.
+        decoder_head: how the compact decoder reaches 30³ from 15³: "conv" (trilinear upsampling, then 3³
+            convolutions at 30³) or "shuffle" (convolutions at 15³, then a 3-D pixel shuffle that turns 8
+            channels into the 2×2×2 sub-voxels; no work at 30³, issue 11 §2).
     """
 
     architecture: Literal["paper", "compact"] = "compact"
@@ -37,12 +41,17 @@ class ModelConfig:
     conditional: bool = False
     density_scale: float = 10.0
     representation: Representation = "single"
+    decoder_head: Literal["conv", "shuffle"] = "conv"
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"Invalid representation={self.representation!r}, valid options are {REPRESENTATIONS}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"Invalid architecture={self.architecture!r}, valid options are {ARCHITECTURES}")
+        if self.decoder_head not in DECODER_HEADS:
+            raise ValueError(f"Invalid decoder_head={self.decoder_head!r}, valid options are {DECODER_HEADS}")
+        if self.decoder_head != "conv" and self.architecture != "compact":
+            raise ValueError(f"decoder_head={self.decoder_head!r} exists only for the compact architecture")
         if self.n_voxels != 30:
             raise ValueError(f"Invalid n_voxels={self.n_voxels}, the architectures are built for 30")
 
