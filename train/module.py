@@ -9,7 +9,14 @@ import lightning as L
 import torch
 
 from crystal_explorer.grid import GridSpec
-from crystal_explorer.losses import LossTerms, atom_weights, joint_loss, kl_divergence, reconstruction_loss, segmentation_loss
+from crystal_explorer.losses import (
+    LossTerms,
+    atom_weights,
+    joint_loss,
+    kl_divergence,
+    reconstruction_loss,
+    segmentation_loss,
+)
 from crystal_explorer.models import CrystalVAE, ModelConfig
 from crystal_explorer.representation import batch_grids
 from train.config import RunConfig, TrainConfig
