@@ -284,6 +284,9 @@ def test_latent_map_draws_held_out_crystals_and_sends_two_to_interpolation(tmp_p
     at = open_map(data, monkeypatch, tmp_path)
     assert not at.error, [e.value for e in at.error]
     spec = plotly_specs(at)[0]
+    assert spec["layout"]["xaxis"]["title"]["text"].startswith("t-SNE 1")  # the default layout
+    at.radio(key="map_layout").set_value("PCA").run()
+    spec = plotly_specs(at)[0]
     assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC1 (")
     assert spec["layout"]["yaxis"]["title"]["text"].endswith("% of variance)")
     crystals = sorted(i for t in spec["data"] if t["type"] == "scattergl" for i in plotly_array(t["customdata"]))

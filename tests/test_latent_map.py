@@ -131,6 +131,43 @@ def test_cache_hit_and_invalidation_when_weights_change(tiny_csv: Path, fake_che
     assert model.calls > calls and len(again.table) == 4  # an unreadable cache is encoded afresh
 
 
+def test_tsne_keeps_clusters_apart_and_new_points_land_among_their_neighbours(rng) -> None:
+    centres = np.zeros((2, 10))
+    centres[1, 0] = 20.0
+    latents = np.concatenate([c + rng.standard_normal((20, 10)) for c in centres])
+    xy = latent_map.tsne_layout(latents)
+    assert xy.shape == (40, 2)
+    np.testing.assert_array_equal(xy, latent_map.tsne_layout(latents))  # seeded: the same map every time
+    nearest = np.argsort(np.linalg.norm(xy[:, None] - xy[None], axis=-1), axis=1)[:, 1:6]
+    assert ((nearest < 20) == (np.arange(40) < 20)[:, None]).mean() > 0.95  # map neighbours are cluster mates
+    layout = latent_map.NeighbourLayout(latents, xy)
+    np.testing.assert_allclose(layout.project(latents[7]), xy[[7]], atol=1e-6)  # a map crystal sits at its place
+    inside = layout.project(centres[1])[0]  # a new latent in the second cluster lands among that cluster's points
+    assert np.linalg.norm(inside - xy[20:].mean(0)) < np.linalg.norm(inside - xy[:20].mean(0))
+    two = latent_map.NeighbourLayout(np.array([[0.0, 0], [2, 0], [100, 0]]), np.array([[0.0, 0], [4, 2], [9, 9]]), k=2)
+    np.testing.assert_allclose(two.project([1.0, 0.0]), [[2.0, 1.0]])  # halfway between its two equidistant neighbours
+
+
+def test_tsne_layout_is_cached_beside_the_encodings(tiny_csv: Path, fake_checkpoint: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    runs = []
+    real = latent_map.tsne_layout
+    monkeypatch.setattr(latent_map, "tsne_layout", lambda latents: runs.append(1) or real(latents))
+    first = load_or_encode(FakeModel(), fake_checkpoint, [tiny_csv], cache, n=10, layout="t-SNE")
+    again = load_or_encode(FakeModel(), fake_checkpoint, [tiny_csv], cache, n=10, layout="t-SNE")
+    assert len(runs) == 1 and len(list(cache.glob("*.tsne.npy"))) == 1  # laid out once
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert first.axis_title(0).startswith("t-SNE 1") and isinstance(first.projection, latent_map.NeighbourLayout)
+    pca = load_or_encode(FakeModel(), fake_checkpoint, [tiny_csv], cache, n=10, layout="PCA")
+    assert pca.axis_title(0).startswith("PC1 (") and len(runs) == 1
+    (fake_checkpoint / "model.safetensors").write_bytes(b"weights v2")
+    load_or_encode(FakeModel(), fake_checkpoint, [tiny_csv], cache, n=10, layout="PCA")
+    assert not list(cache.glob("*.tsne.npy"))  # the old weights' layout went with their encodings
+    with pytest.raises(ValueError, match="Invalid layout"):
+        load_or_encode(FakeModel(), fake_checkpoint, [tiny_csv], cache, n=10, layout="UMAP")
+
+
 def test_ends_follow_clicks() -> None:
     assert updated_ends([], [7]) == [7]
     assert updated_ends([7], [9]) == [7, 9]
