@@ -42,7 +42,7 @@ CHECKPOINTS = {
     "Repeating lattice": "checkpoints/lattice",
     "Lattice, conditioned on max Z": "checkpoints/lattice_conditional",
 }
-DATA_DIR = ROOT.parent / "shared" / "data"
+DATA_DIR = Path(os.environ.get("CRYSTAL_EXPLORER_DATA", ROOT.parent / "shared" / "data"))  # the dataset CSVs
 DEFAULT_DATASET = str(DATA_DIR / "perov_5_val.csv.gz")
 # derived row by row from the data: an ignored folder, never committed
 MAP_CACHE = Path(os.environ.get("CRYSTAL_EXPLORER_CACHE", ROOT / "data_cache")) / "latent_map"
@@ -748,8 +748,8 @@ def latent_map_page() -> None:
     st.caption(f"{len(table)} crystals of the val and test splits (never trained on): {counts}"
                + (f"; {skipped} rows skipped ({', '.join(f'{k}: {v}' for k, v in lmap.skipped.items())})" if skipped else "")
                + ". Each is its posterior mean (orientation seed 0), "
-               + ("laid out by t-SNE, which keeps latent neighbours together (10 nearest: trustworthiness 0.82 against "
-                  "PCA's 0.64); distances between far-apart groups mean little. " if layout == "t-SNE" else
+               + ("laid out by t-SNE, which keeps latent neighbours together (on the 3,000-crystal map, trustworthiness at "
+                  "10 neighbours 0.82 against PCA's 0.64); distances between far-apart groups mean little. " if layout == "t-SNE" else
                   "projected on the first two principal components of these encodings. ")
                + "Click a point to choose it; a second click chooses the other end of an interpolation, drawn as the "
                "straight latent path between them "

@@ -1,5 +1,6 @@
 """The app in a real Chromium: an uploaded crystal is reconstructed, every page renders with no exception, the
-density scene holds nested isosurfaces, the atoms viewer draws a unit cell, and a screenshot of each page is saved.
+density scene holds nested isosurfaces, the atoms viewer draws a unit cell, the latent map draws a tiny held-out
+sample made here and two clicks on it choose an interpolation, and a screenshot of each page is saved.
 
 Skipped with the reason when Playwright's package or Debian's /usr/bin/chromium is missing (Playwright
 cannot download its own browsers here). Screenshots go to $SCREENSHOT_DIR (e.g. docs/) or a temp folder.
@@ -40,6 +41,14 @@ SCENE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot
     el => (el.data || []).map(t => !t.x ? '' : (t.x.bdata !== undefined ? t.x.bdata.length + t.x.bdata.slice(0, 48)
                                                   : String(t.x.length))).join(',')).join('|')"""
 
+# points of the map's WebGL traces (customdata: the crystal's row), and the page pixel of one crystal's point
+MAP_POINTS = """(() => { const el = document.querySelector('.js-plotly-plot'); return !el || !el._fullData ? 0 :
+    el._fullData.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0); })()"""
+POINT_PIXELS = """(row) => { const el = document.querySelector('.js-plotly-plot'), L = el._fullLayout;
+    for (const t of el._fullData) { if (t.type !== 'scattergl') continue; const i = Array.from(t.customdata).indexOf(row);
+      if (i < 0) continue; const box = el.getBoundingClientRect();
+      return [box.left + L.xaxis._offset + L.xaxis.l2p(t.x[i]), box.top + L.yaxis._offset + L.yaxis.l2p(t.y[i])]; } }"""
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 if not CHROMIUM.is_file():
     pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
@@ -65,16 +74,51 @@ def server_log_tail(lines: int = 40) -> str:
     return "" if SERVER_LOG is None else "\n".join(SERVER_LOG.read_text(errors="replace").splitlines()[-lines:])
 
 
+MAP_FORMULAS = ("SrTiO3", "NaCl", "MgO", "CsCl", "LiF", "KBr", "BaTiO3", "CaO", "GaAs", "ZnS", "Si", "C")
+
+
+def map_data(folder: Path) -> Path:
+    """A tiny dataset CSV of held-out crystals (val/test ids) for the map page, so the test never encodes the real
+    3,000: cubic rock salts, CsCl and perovskites, diamond-type and zinc blende."""
+    from pandas import DataFrame
+
+    from crystal_explorer.structures import split_of
+
+    def crystal(formula: str) -> Structure:
+        a = {"SrTiO3": 3.9, "BaTiO3": 4.0, "CsCl": 4.1}.get(formula)
+        if a:  # perovskite or CsCl type
+            if formula == "CsCl":
+                return Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+            b = formula[:2]
+            return Structure(Lattice.cubic(a), [b, "Ti", "O", "O", "O"],
+                             [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+        if formula in ("Si", "C", "GaAs", "ZnS"):
+            a = {"Si": 5.43, "C": 3.57, "GaAs": 5.65, "ZnS": 5.41}[formula]
+            pair = {"Si": ("Si", "Si"), "C": ("C", "C"), "GaAs": ("Ga", "As"), "ZnS": ("Zn", "S")}[formula]
+            return Structure.from_spacegroup("F-43m", Lattice.cubic(a), list(pair), [[0, 0, 0], [0.25, 0.25, 0.25]])
+        cation, anion = re.findall(r"[A-Z][a-z]?", formula)
+        a = {"NaCl": 5.64, "MgO": 4.21, "LiF": 4.03, "KBr": 6.6, "CaO": 4.81}[formula]
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+    ids = [m for m in (f"map-{i}" for i in range(500)) if split_of(m) != "train"][: len(MAP_FORMULAS)]
+    folder.mkdir(parents=True, exist_ok=True)
+    DataFrame({"material_id": ids, "cif": [str(CifWriter(crystal(f))) for f in MAP_FORMULAS]}).to_csv(
+        folder / "map_sample.csv", index=False)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     global SERVER_LOG
     port = free_port()
     SERVER_LOG = tmp_path_factory.mktemp("server") / "streamlit.log"
     log = SERVER_LOG.open("w")
+    data = map_data(tmp_path_factory.mktemp("data"))
+    env = {**os.environ, "CRYSTAL_EXPLORER_DATA": str(data), "CRYSTAL_EXPLORER_CACHE": str(tmp_path_factory.mktemp("cache"))}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -189,6 +233,23 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
                 assert_no_errors(page)
                 page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"screenshot_{path}.png"), full_page=True)
+
+        # the latent map (of the test's tiny held-out sample): points drawn, two clicks choose an interpolation
+        page.goto(f"{app_url}/map")
+        page.get_by_role("heading", name="Latent map").wait_for(timeout=180_000)
+        settle(page)
+        page.wait_for_function(MAP_POINTS + " >= 3", timeout=120_000)
+        assert page.evaluate(MAP_POINTS) == len(MAP_FORMULAS)
+        assert_no_errors(page)
+        for end, label in ((1, "A: "), (5, "B: ")):
+            xy = page.evaluate(POINT_PIXELS, end)
+            page.mouse.click(*xy)
+            page.locator("strong", has_text=re.compile("^" + label)).first.wait_for(timeout=60_000)
+            settle(page)
+        assert page.get_by_role("button", name=re.compile("^Interpolate ")).count() == 1
+        assert page.evaluate("() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'interpolation path')")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "screenshot_map.png"), full_page=True)
         browser.close()
     print(json.dumps(timings, indent=1))
     (tmp_path / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
