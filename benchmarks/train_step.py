@@ -1,11 +1,12 @@
 """Samples per second of one training step per architecture, and the app's one-crystal inference latency.
 
     python benchmarks/train_step.py [--batch N] [--steps 2] [--threads N] [--unet-channels 16] [--max-z 94]
-        [--data NPZ] [--layouts]
+        [--data NPZ] [--layouts] [--designs]
 
 `--data` takes crystals from a `train.prepare` bundle instead of the built-in examples (no pymatgen needed,
 as on the GPU machine). `--layouts` times only the shipped compact model's training step (joint loss + the
 U-Net on the true density) in the default and the channels_last_3d memory format, and names the faster.
+`--designs` times only the designs of issue 11 §2 (`train/designs.py`): training GFLOP per sample and samples/s.
 
 A training step is voxelization of a batch of single-cell placements (on the device), CrystalVAE forward,
 the joint loss of eq. (2), backward and an AdamW step. Inference is encode (the mean) + decode + U-Net +
@@ -150,6 +151,24 @@ def _layouts(positions, numbers, grid: GridSpec, args, device: torch.device) -> 
     print(f"best_channels_last={str(rates[True] > 1.05 * rates[False]).lower()}")
 
 
+def _designs(positions, numbers, grid: GridSpec, args, device: torch.device) -> None:
+    from train.designs import DESIGNS
+
+    header = ("design", "what", "parameters", "train GFLOP/sample (fwd + bwd)", "train samples/s")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for design in DESIGNS.values():
+        torch.manual_seed(0)
+        config = ModelConfig(**{"latent_size": args.latent_size, "max_z": args.max_z, **design.model})
+        loss = "joint+true" if design.train.get("seg_on_target", 0) > 0 else "joint"
+        model = CrystalVAE(config).to(device)
+        n_params = sum(p.numel() for p in model.parameters())
+        flops = train_flops(model, positions, numbers, grid, device, loss)
+        rate = train_rate(model, positions, numbers, grid, args.steps, device, loss)
+        gflop = f"{flops / 1e9:.1f}" if flops is not None else "n/a"
+        print(f"{design.name} | {design.what} | {n_params / 1e6:.2f} M | {gflop} | {rate:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, help="default: 64 on CUDA, 8 on CPU")
@@ -160,6 +179,7 @@ def main() -> None:
     parser.add_argument("--max-z", type=int, default=94)
     parser.add_argument("--data", help="a .npz bundle from `python -m train.prepare` (default: built-in examples)")
     parser.add_argument("--layouts", action="store_true", help="only compare memory formats (see above)")
+    parser.add_argument("--designs", action="store_true", help="only the designs of issue 11 §2 (see above)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,6 +195,9 @@ def main() -> None:
           f"max_z {args.max_z}; {args.steps} timed steps after one warm-up")
     if args.layouts:
         _layouts(positions, numbers, grid, args, device)
+        return
+    if args.designs:
+        _designs(positions, numbers, grid, args, device)
         return
     header = ("architecture", "parameters", "forward GFLOP/sample", "train samples/s", "inference latency (ms)")
     print(" | ".join(header))
