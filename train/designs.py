@@ -24,6 +24,9 @@ DESIGNS = {
                model={"unet_channels": 8}, train={"seg_on_target": 0.0}),
         Design("shuffle-lite", "unet8-once + the decoder's last stage at 15³ with a 3-D pixel shuffle to 30³",
                model={"unet_channels": 8, "decoder_head": "shuffle"}, train={"seg_on_target": 0.0}),
+        Design("shuffle-unet16-once", "the pixel-shuffle head with the shipped U-Net (16 channels) run once per step: "
+               "train/configs/single_cell_shuffle.yaml, which continues the shipped weights with --init-partial",
+               model={"decoder_head": "shuffle"}, train={"seg_on_target": 0.0}),
         Design("shuffle-lite-weighted", "shuffle-lite + reconstruction error within 0.5 Å of atoms counted 5 times",
                model={"unet_channels": 8, "decoder_head": "shuffle"}, train={"seg_on_target": 0.0, "atom_weight": 4.0}),
     )
