@@ -52,8 +52,7 @@ def train_gflop(design: Design, data: str) -> float:
     positions, numbers = pad_batch([placement])
     torch.manual_seed(0)
     model = CrystalVAE(ModelConfig(**{**BASE["model"], **design.model}))
-    loss = "joint+true" if design.train.get("seg_on_target", 0) > 0 else "joint"
-    return train_flops(model, positions, numbers, grid, torch.device("cpu"), loss) / 1e9
+    return train_flops(model, positions, numbers, grid, torch.device("cpu"), design.step_loss) / 1e9
 
 
 def _command(design: Design, args: argparse.Namespace, config: Path) -> list[str]:
@@ -83,12 +82,13 @@ def run_all(designs: list[Design], args: argparse.Namespace) -> None:
             running = []
             for core, design in enumerate(batch):
                 folder = args.runs / design.name
-                folder.mkdir(parents=True, exist_ok=True)
-                config = folder / "config.yaml"
-                config.write_text(yaml.safe_dump({
-                    "model": {**BASE["model"], **design.model},
-                    "train": {**BASE["train"], **design.train, "name": design.name, "data": list(args.data)},
-                }))
+                if stage == "train":
+                    folder.mkdir(parents=True, exist_ok=True)
+                    config = folder / "config.yaml"
+                    config.write_text(yaml.safe_dump({
+                        "model": {**BASE["model"], **design.model},
+                        "train": {**BASE["train"], **design.train, "name": design.name, "data": list(args.data)},
+                    }))
                 command = _command(design, args, config) if stage == "train" else _evaluate(design, args)
                 core_id = core if args.parallel > 1 else None
                 print(f"[{stage}] {design.name}: {' '.join(command)}", flush=True)

@@ -56,7 +56,10 @@ def main() -> None:
         start = time.perf_counter()
         xy = latent_map.Projection.fit(latents, 2).project(latents) if layout == "PCA" else latent_map.tsne_layout(latents)
         seconds = time.perf_counter() - start
-        latent_map.load_or_encode(model, folder, paths, args.cache, args.n, layout=layout)  # writes the cache if absent
+        if layout != "PCA":  # the layout just computed becomes the cache when there is none (not laid out twice)
+            stored = latent_map.layout_file(latent_map.cache_file(args.cache, folder, paths, args.n), layout)
+            if not stored.is_file():
+                np.save(stored, xy)
         start = time.perf_counter()
         lmap = latent_map.load_or_encode(model, folder, paths, args.cache, args.n, layout=layout)
         latent_map.map_figure(lmap, "source").to_json()

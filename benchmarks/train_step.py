@@ -160,11 +160,10 @@ def _designs(positions, numbers, grid: GridSpec, args, device: torch.device) -> 
     for design in DESIGNS.values():
         torch.manual_seed(0)
         config = ModelConfig(**{"latent_size": args.latent_size, "max_z": args.max_z, **design.model})
-        loss = "joint+true" if design.train.get("seg_on_target", 0) > 0 else "joint"
         model = CrystalVAE(config).to(device)
         n_params = sum(p.numel() for p in model.parameters())
-        flops = train_flops(model, positions, numbers, grid, device, loss)
-        rate = train_rate(model, positions, numbers, grid, args.steps, device, loss)
+        flops = train_flops(model, positions, numbers, grid, device, design.step_loss)
+        rate = train_rate(model, positions, numbers, grid, args.steps, device, design.step_loss)
         gflop = f"{flops / 1e9:.1f}" if flops is not None else "n/a"
         print(f"{design.name} | {design.what} | {n_params / 1e6:.2f} M | {gflop} | {rate:.2f}")
 

@@ -105,4 +105,5 @@ def transfer_weights(source: torch.nn.Module, target: torch.nn.Module) -> tuple[
     ours = target.state_dict()
     copied = [name for name, t in ours.items() if name in theirs and theirs[name].shape == t.shape]
     target.load_state_dict({**ours, **{name: theirs[name].to(ours[name].dtype) for name in copied}})
-    return copied, [name for name in ours if name not in set(copied)]
+    kept = set(copied)
+    return copied, [name for name in ours if name not in kept]

@@ -242,7 +242,7 @@ def _load(path: Path) -> tuple[np.ndarray, pd.DataFrame, dict[str, int]]:
 
 
 def layout_file(cache: Path, layout: str) -> Path:
-    """Where the 2-D layout of a cached map is kept, beside its encodings (None for PCA: it is recomputed)."""
+    """Where the 2-D layout of a cached map is kept, beside its encodings (PCA is not stored: it is recomputed)."""
     return cache.with_name(f"{cache.stem}.{layout.lower().replace('-', '')}.npy")
 
 
@@ -263,7 +263,7 @@ def load_or_encode(model, folder: str | Path, paths: list[str | Path], cache_dir
         _save(path, latents, table, skipped)
         digest = path.name.split("-")[-2]
         for stale in path.parent.glob(f"{Path(folder).name}-*"):
-            if stale.name.split("-")[-2].split(".")[0] != digest:
+            if stale.name.split("-")[-2] != digest:
                 stale.unlink(missing_ok=True)
         for layout_cache in path.parent.glob(f"{path.stem}.*.npy"):  # the layouts of the replaced encodings
             layout_cache.unlink(missing_ok=True)

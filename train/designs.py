@@ -14,6 +14,11 @@ class Design:
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
 
+    @property
+    def step_loss(self) -> str:
+        """Its training loss as `benchmarks/train_step.py` names it: the U-Net run twice or once a step."""
+        return "joint+true" if self.train.get("seg_on_target", 0) > 0 else "joint"
+
 
 DESIGNS = {
     d.name: d
