@@ -20,6 +20,7 @@ from pymatgen.io.cif import CifWriter
 
 from crystal_explorer.checkpoint import load_model
 from crystal_explorer.structures import split_of
+from train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CRYSTALS = 14
@@ -140,6 +141,19 @@ def test_init_from_continues_the_exported_weights_and_extends_the_ledger(first_r
     ledger = meta["training_stages"]
     assert [s["initialised_from_previous_stage"] for s in ledger] == [False, True]  # the first run, then this one
     assert ledger[-1]["samples"] == 2 and ledger[-1]["lr"] == pytest.approx(1e-9)
+
+
+def test_accumulated_batches_count_every_sample_in_the_ledger(first_run, run_setup):
+    _, _, meta = _continue(first_run, run_setup, "accumulated", 2, "accumulate_batches=3")
+    stage = meta["training_stages"][-1]
+    # 2 optimizer steps of 3 accumulated batches of 2 crystals: 12 samples, an effective batch of 6
+    assert stage["steps"] == 2 and stage["samples"] == 12 and stage["batch_size"] == 6
+    assert stage["accumulated"] == "3 batches of 2"
+
+
+def test_accumulate_batches_below_one_is_refused():
+    with pytest.raises(ValueError, match="accumulate_batches"):
+        TrainConfig(accumulate_batches=0)
 
 
 def test_a_design_change_keeps_the_tensors_that_fit_with_init_partial(first_run, run_setup, capsys):

@@ -142,6 +142,7 @@ def _train(args: argparse.Namespace) -> int:
     trainer = L.Trainer(
         max_steps=cfg.max_steps, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
         precision=precision, gradient_clip_val=cfg.gradient_clip, callbacks=callbacks,
+        accumulate_grad_batches=cfg.accumulate_batches,
         logger=CSVLogger(args.runs, name=cfg.name, version="logs"), log_every_n_steps=10,
         val_check_interval=min(cfg.val_every_steps, max(1, len(train_loader))), check_val_every_n_epoch=None,
         limit_val_batches=cfg.val_batches, deterministic=False, benchmark=gpu,
@@ -155,13 +156,15 @@ def _train(args: argparse.Namespace) -> int:
     seconds = time.time() - started
     if trainer.is_global_zero:
         export = Path(args.export) if args.export else run_dir / "export"
-        samples = trainer.global_step * cfg.batch_size
+        samples = trainer.global_step * cfg.batch_size * cfg.accumulate_batches
         device = torch.cuda.get_device_name() if gpu else f"cpu ({torch.get_num_threads()} threads)"
         stages.append({
             "stage": len(stages), "steps": int(trainer.global_step), "samples": int(samples),
             "minutes": round(seconds / 60, 1), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
             "device": device, "initialised_from_previous_stage": initialised,
-            "data": [Path(p).name for p in cfg.data], "lr": cfg.lr, "batch_size": cfg.batch_size,
+            "data": [Path(p).name for p in cfg.data], "lr": cfg.lr,
+            "batch_size": cfg.batch_size * cfg.accumulate_batches,
+            **({"accumulated": f"{cfg.accumulate_batches} batches of {cfg.batch_size}"} if cfg.accumulate_batches > 1 else {}),
         })
         save_model(module.model.float(), export, {
             "representation": cfg.representation,

@@ -27,6 +27,8 @@ class TrainConfig:
         background_weight: cross-entropy weight of the "no atom" class.
         atom_weight: extra weight of the reconstruction error within 0.5 Å of an atom (0 = the paper's plain
             sum of squares; 4 counts those voxels 5 times).
+        accumulate_batches: optimizer steps every this many batches, so a CPU stage of batch_size 16 with
+            accumulate_batches 8 takes the steps of a 128-crystal batch (samples = steps × batch × this).
         canonical_fraction: for the lattice, the fraction of samples with a cell corner at the origin, unrotated.
         channels_last: keep weights and activations in the channels_last_3d memory format (NDHWC), the
             layout of cuDNN's tensor-core convolutions; `benchmarks/train_step.py --layouts` says if it pays.
@@ -36,6 +38,7 @@ class TrainConfig:
     representation: str = "single"
     data: tuple[str, ...] = ("../shared/data/mp_ground_states.csv.gz",)
     batch_size: int = 32
+    accumulate_batches: int = 1
     lr: float = 1e-3
     weight_decay: float = 1e-5
     max_steps: int = 1000
@@ -60,6 +63,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_representation(self.representation)
+        if self.accumulate_batches < 1:
+            raise ValueError(f"accumulate_batches must be ≥ 1, got {self.accumulate_batches}")
         object.__setattr__(self, "data", tuple(self.data))
 
 
