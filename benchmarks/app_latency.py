@@ -1,7 +1,8 @@
 """Latency of the library calls behind the app's interactions, against the issue's targets.
 
 Times, on whatever device `CrystalModel` picks (GPU when present): the Reconstruct page after an upload
-(parse + reconstruct + the figures it draws; with and without the refinement of the encoding), one latent-slider move (decode + isosurface), and a
+(parse + reconstruct + the figures it draws; with and without the refinement of the encoding, and the refinement
+in float32 beside the checkpoint's precision), one latent-slider move (decode + isosurface), and a
 10-frame interpolation (decode + animation figure). A reference in the same run, one 16 → 16
 channel 3×3×3 convolution over a 30³ grid in torch, puts the numbers in context of the machine's speed at
 that moment (the machines these run on are shared), and the slider move is also timed with the eager networks
@@ -28,6 +29,7 @@ from crystal_explorer import plotting, report
 from crystal_explorer.inference import FrozenParts
 from crystal_explorer.latent import CrystalModel
 from crystal_explorer.lattice import placed_lattice
+from crystal_explorer.refine import resolved_precision
 from crystal_explorer.structures import crystal_arrays, example_structures, structure_from_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +56,14 @@ def main() -> None:
     cif = str(CifWriter(example_structures()[args.example])).encode()
     a = crystal_arrays(example_structures()["Si"], "Si")
 
-    def reconstruct_page(refine: bool = True) -> None:
+    def with_precision(precision: str) -> CrystalModel:
+        refinement = {**dataclasses.asdict(model.refinement), "precision": precision}
+        return dataclasses.replace(model, metadata={**model.metadata, "refinement": refinement})
+
+    def reconstruct_page(refine: bool = True, on: CrystalModel = model) -> None:
         structure, _ = structure_from_text(cif, "cif")
         arrays = crystal_arrays(structure, args.example)
-        rec = model.reconstruct(arrays, seed=0, refine=refine)
+        rec = on.reconstruct(arrays, seed=0, refine=refine)
         p = rec.encoded.placement
         densities = {"input": rec.encoded.density, "decoded": rec.decoded.density}
         plotting.isosurface_figure(densities, plotting.separating_level(rec.encoded.density),
@@ -105,7 +111,8 @@ def main() -> None:
         ("  part of a decode: density decoder network", median_seconds(density_network, args.repeats), None),
         ("  part of a decode: segmentation network", median_seconds(segmentation_network, args.repeats), None),
         ("reconstruct page, posterior mean (refine switched off)", median_seconds(lambda: reconstruct_page(False), args.repeats), 1.0),
-        (f"reconstruct page, refined ({model.refinement.steps} steps, the default)", median_seconds(reconstruct_page, args.repeats), None),
+        (f"reference: refined ({model.refinement.steps} steps) in float32", median_seconds(lambda: reconstruct_page(True, with_precision("float32")), args.repeats), None),
+        (f"reconstruct page, refined (the default: {resolved_precision(model.refinement, model.device)})", median_seconds(reconstruct_page, args.repeats), 1.0),
         ("reference: the same slider move with eager networks", median_seconds(lambda: slider_move(eager), args.repeats), None),
         ("one latent slider move (decode + isosurface)", median_seconds(slider_move, args.repeats), 0.3),
         ("10-frame interpolation (decode + animation)", median_seconds(interpolation, max(1, args.repeats // 2)), 3.0),

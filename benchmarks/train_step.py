@@ -5,7 +5,8 @@
 
 `--data` takes crystals from a `train.prepare` bundle instead of the built-in examples (no pymatgen needed,
 as on the GPU machine). `--layouts` times only the shipped compact model's training step (joint loss + the
-U-Net on the true density) in the default and the channels_last_3d memory format, and names the faster.
+U-Net on the true density, and the VAE alone) in the default and the channels_last_3d memory format, on the CPU
+in float32 and in bf16 autocast as well, and names the faster format.
 `--designs` times only the designs of issue 11 §2 (`train/designs.py`): training GFLOP per sample and samples/s.
 
 A training step is voxelization of a batch of single-cell placements (on the device), CrystalVAE forward,
@@ -56,8 +57,10 @@ LOSSES = {
 
 
 def _training_step(model: CrystalVAE, positions, numbers, grid: GridSpec, device: torch.device, loss: str, optimiser,
-                   channels_last: bool = False):
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+                   channels_last: bool = False, bf16: bool | None = None):
+    """One step as a closure; bf16 autocast by default on CUDA only (`bf16=True` asks for it on the CPU too)."""
+    bf16 = device.type == "cuda" if bf16 is None else bf16
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def step() -> None:
         x, species = batch_grids(positions, numbers, grid, model.config.density_scale)
@@ -93,13 +96,13 @@ def train_flops(model: CrystalVAE, positions, numbers, grid: GridSpec, device: t
 
 
 def train_rate(model: CrystalVAE, positions, numbers, grid: GridSpec, steps: int, device: torch.device,
-               loss: str = "joint", channels_last: bool = False) -> float:
+               loss: str = "joint", channels_last: bool = False, bf16: bool | None = None) -> float:
     model.train()
     if channels_last:
         model.to(memory_format=torch.channels_last_3d)
     model.unet.requires_grad_(loss != "vae-only")
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    step = _training_step(model, positions, numbers, grid, device, loss, optimiser, channels_last)
+    step = _training_step(model, positions, numbers, grid, device, loss, optimiser, channels_last, bf16)
     step()  # warm-up
     _sync(device)
     start = time.perf_counter()
@@ -139,16 +142,23 @@ def _crystals(path: str | None, limit: int = 512) -> list:
 
 
 def _layouts(positions, numbers, grid: GridSpec, args, device: torch.device) -> None:
-    print("memory format | train samples/s (joint+true, compact)")
-    print("--- | ---")
+    """Memory format × precision (on the CPU float32, the default, beside bf16 autocast; on CUDA bf16 only)."""
+    print("memory format | precision | train samples/s (joint+true, compact) | train samples/s (VAE only, U-Net frozen)")
+    print("--- | --- | --- | ---")
     rates = {}
-    for channels_last in (False, True):
-        torch.manual_seed(0)
-        model = CrystalVAE(ModelConfig(latent_size=args.latent_size, max_z=args.max_z,
-                                       unet_channels=args.unet_channels)).to(device)
-        rates[channels_last] = train_rate(model, positions, numbers, grid, args.steps, device, "joint+true", channels_last)
-        print(f"{'channels_last_3d' if channels_last else 'contiguous (NCDHW)'} | {rates[channels_last]:.1f}")
-    print(f"best_channels_last={str(rates[True] > 1.05 * rates[False]).lower()}")
+    for bf16 in ((True,) if device.type == "cuda" else (False, True)):
+        for channels_last in (False, True):
+            row = []
+            for loss in ("joint+true", "vae-only"):
+                torch.manual_seed(0)
+                model = CrystalVAE(ModelConfig(latent_size=args.latent_size, max_z=args.max_z,
+                                               unet_channels=args.unet_channels)).to(device)
+                row.append(train_rate(model, positions, numbers, grid, args.steps, device, loss, channels_last, bf16))
+            rates[bf16, channels_last] = row[0]
+            print(f"{'channels_last_3d' if channels_last else 'contiguous (NCDHW)'} | {'bf16 autocast' if bf16 else 'float32'} | "
+                  f"{row[0]:.1f} | {row[1]:.1f}")
+    bf16 = device.type == "cuda"
+    print(f"best_channels_last={str(rates[bf16, True] > 1.05 * rates[bf16, False]).lower()}")
 
 
 def _designs(positions, numbers, grid: GridSpec, args, device: torch.device) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.latent import CrystalModel
-from crystal_explorer.refine import RefineConfig, refine_latents
+from crystal_explorer.refine import RefineConfig, native_bfloat16, refine_latents, resolved_precision
 from crystal_explorer.structures import crystal_arrays
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -61,6 +61,45 @@ def test_a_batch_refines_as_each_crystal_alone(model, encodings):
     both, _ = refine_latents(model.network, x, means, config=config)
     alone, _ = refine_latents(model.network, x[1:], means[1:], config=config)
     np.testing.assert_allclose(both[1], alone[0], atol=1e-4)
+
+
+def test_bfloat16_refinement_follows_float32_and_leaves_the_shared_network_alone(model, encodings):
+    x, means = _inputs(model, encodings)
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    exact, exact_errors = refine_latents(model.network, x, means, config=RefineConfig(steps=8, lr=0.05))
+    fast, fast_errors = refine_latents(model.network, x, means, config=RefineConfig(steps=8, lr=0.05, precision="bfloat16"))
+    assert (fast_errors[-1] < 0.9 * fast_errors[0]).all()
+    # bfloat16 carries 8 bits of mantissa: the path differs a little, the end point hardly
+    np.testing.assert_allclose(fast_errors[-1], exact_errors[-1], rtol=0.05)
+    moved = np.linalg.norm(exact - means.numpy(), axis=1)
+    assert (np.linalg.norm(fast - exact, axis=1) < 0.25 * moved).all()
+    for k, v in model.network.state_dict().items():
+        assert torch.equal(v, before[k]), k
+        assert v.is_contiguous(), k  # the channels_last_3d layout is the copy's, not the shared network's
+    assert all(p.grad is None for p in model.network.parameters())
+
+
+def test_the_channels_last_copy_follows_weight_changes(model, encodings):
+    import copy
+
+    network = copy.deepcopy(model.network)
+    x, means = _inputs(model, encodings)
+    config = RefineConfig(steps=2, precision="bfloat16")
+    first, _ = refine_latents(network, x, means, config=config)
+    with torch.no_grad():
+        for p in network.decoder.parameters():
+            p.mul_(1.5)
+    second, _ = refine_latents(network, x, means, config=config)
+    assert not np.allclose(first, second, atol=1e-3)  # a stale copy would repeat the first result
+
+
+def test_precision_is_checked_and_auto_resolves_to_what_the_device_does_natively():
+    with pytest.raises(ValueError, match="precision"):
+        RefineConfig(precision="float16")
+    cpu = torch.device("cpu")
+    assert resolved_precision(RefineConfig(precision="auto"), cpu) == ("bfloat16" if native_bfloat16(cpu) else "float32")
+    assert resolved_precision(RefineConfig(precision="float32"), cpu) == "float32"
+    assert resolved_precision(RefineConfig(precision="bfloat16"), cpu) == "bfloat16"
 
 
 def test_zero_steps_is_the_posterior_mean(model, encodings):

@@ -151,6 +151,23 @@ def test_accumulated_batches_count_every_sample_in_the_ledger(first_run, run_set
     assert stage["accumulated"] == "3 batches of 2"
 
 
+def test_a_stop_file_ends_the_stage_and_is_consumed(tmp_path):
+    from types import SimpleNamespace
+
+    from train.module import StopFile
+
+    stop = tmp_path / "STOP"
+    stop.touch()
+    callback = StopFile(stop)
+    assert not stop.exists()  # a file left by an earlier run does not end this one at its first step
+    trainer = SimpleNamespace(global_step=7, should_stop=False)
+    callback.on_train_batch_end(trainer)
+    assert not trainer.should_stop
+    stop.touch()
+    callback.on_train_batch_end(trainer)
+    assert trainer.should_stop and not stop.exists()
+
+
 def test_accumulate_batches_below_one_is_refused():
     with pytest.raises(ValueError, match="accumulate_batches"):
         TrainConfig(accumulate_batches=0)

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --init-from of another model config (a design change): copy every tensor whose name "
                              "and shape match, initialise the rest afresh")
     parser.add_argument("--max-steps", type=int, help="override train.max_steps")
-    parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this wall time")
+    parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this wall time; "
+                        "`touch RUNS/NAME/STOP` ends a stage earlier, still exported and recorded")
     parser.add_argument("--limit", type=int, help="use only the first N crystals of the data")
     parser.add_argument("--data", nargs="+", help="override train.data")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     from train.config import RunConfig
     from train.data import PlacementDataset, collate, read_bundle, representable
     from train.ledger import stage_samples
-    from train.module import CrystalVAEModule
+    from train.module import CrystalVAEModule, StopFile
 
     overrides = {k: v for k, v in {
         "max_steps": args.max_steps, "limit": args.limit, "batch_size": args.batch_size,
@@ -134,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
                                  save_last=True, save_top_k=1, monitor="step", mode="max", auto_insert_metric_name=False)
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    callbacks = [checkpoint, TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 50)]
+    callbacks = [checkpoint, TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 50), StopFile(run_dir / "STOP")]
     if args.max_minutes:
         from lightning.pytorch.callbacks import Timer
 

@@ -53,6 +53,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         refinement = model.refinement
         if args.refine_steps is not None:
             refinement = dataclasses.replace(refinement, steps=args.refine_steps)
+        if args.refine_precision is not None:
+            refinement = dataclasses.replace(refinement, precision=args.refine_precision)
     if representation is None:
         raise ValueError("give --representation with --oracle")
 
@@ -240,6 +242,8 @@ def _figures(out: Path, extra: dict, checkpoint: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crystal_explorer.refine import PRECISIONS
+
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -256,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", action="store_true", help="write the PNG figures")
     parser.add_argument("--refine-steps", type=int, help="steps refining each posterior mean on its input density "
                         "(crystal_explorer.refine; default: the checkpoint's, 0 = the paper's plain reconstruction)")
+    parser.add_argument("--refine-precision", choices=PRECISIONS,
+                        help="the decoder's arithmetic while refining (default: the checkpoint's)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from train import USER_ERRORS, user_error

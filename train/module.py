@@ -109,3 +109,20 @@ class CrystalVAEModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class StopFile(L.Callback):
+    """Ends training after the optimizer step during which `path` appears (`touch runs/<name>/STOP`); the run
+    then checkpoints, exports and records its stage as at any other end. A stale file is removed at the start."""
+
+    def __init__(self, path) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.path.unlink(missing_ok=True)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if self.path.exists():
+            self.path.unlink(missing_ok=True)
+            print(f"{self.path} found: ending the stage after step {trainer.global_step}")
+            trainer.should_stop = True
