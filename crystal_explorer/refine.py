@@ -81,33 +81,20 @@ def resolved_precision(config: RefineConfig, device: torch.device) -> str:
     return config.precision
 
 
-class _Decoding(nn.Module):
-    """The bottleneck and decoder of a CrystalVAE, copied (for a channels_last_3d layout on the CPU)."""
-
-    def __init__(self, network: CrystalVAE) -> None:
-        super().__init__()
-        self.config = network.config
-        self.decoder = copy.deepcopy(network.decoder)
-        self.bottleneck_of = network.bottleneck.__func__  # the method, bound to this copy in `bottleneck`
-
-    def bottleneck(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        return self.bottleneck_of(self, z, condition)
-
-
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _copies_lock = threading.Lock()
 
 
-def _channels_last_copy(network: CrystalVAE) -> nn.Module:
-    """A channels_last_3d eval copy of `network`'s decoding, made once and again whenever its weights change
+def _channels_last_decoder(network: CrystalVAE) -> nn.Module:
+    """A channels_last_3d eval copy of `network.decoder`, made once and again whenever its weights change
     (every in-place update bumps a tensor's version); the shared network itself is left as it is."""
     version = tuple(t._version for t in network.decoder.state_dict().values())
     with _copies_lock:
         held = _copies.get(network)
         if held is None or held[0] != version:
-            decoding = _Decoding(network).eval().to(memory_format=torch.channels_last_3d)
-            decoding.requires_grad_(False)
-            held = (version, decoding)
+            decoder = copy.deepcopy(network.decoder).eval().to(memory_format=torch.channels_last_3d)
+            decoder.requires_grad_(False)
+            held = (version, decoder)
             _copies[network] = held
     return held[1]
 
@@ -135,14 +122,14 @@ def refine_latents(
     optimizer = torch.optim.Adam([z], lr=config.lr)
     device = target.device
     bf16 = resolved_precision(config, device) == "bfloat16"
-    decoding = _channels_last_copy(network) if bf16 and device.type == "cpu" else network
+    decoder = _channels_last_decoder(network) if bf16 and device.type == "cpu" else network.decoder
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     errors = []
     try:
         with torch.enable_grad():
             for step in range(config.steps + 1):
                 with autocast:
-                    decoded = decoding.decoder(decoding.bottleneck(z, condition))
+                    decoded = decoder(network.bottleneck(z, condition))  # the bottleneck is one linear layer
                 per_crystal = ((decoded.float() - target) ** 2).flatten(1).sum(1)
                 errors.append(per_crystal.detach().cpu().numpy())
                 if step == config.steps:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -115,9 +116,7 @@ class StopFile(L.Callback):
     """Ends training after the optimizer step during which `path` appears (`touch runs/<name>/STOP`); the run
     then checkpoints, exports and records its stage as at any other end. A stale file is removed at the start."""
 
-    def __init__(self, path) -> None:
-        from pathlib import Path
-
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.unlink(missing_ok=True)
 
