@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from crystal_explorer import latent_map, plotting, report
+from crystal_explorer import latent_map, live_scene, plotting, report
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.directions import DirectionEffects, Directions, effects_file
 from crystal_explorer.errors import CrystalExplorerError
@@ -62,6 +62,27 @@ PAGES: dict[str, st.Page] = {}  # url path → page, filled by main() so that pa
 @st.cache_resource(show_spinner="Loading the model…")
 def load_model(folder: str) -> CrystalModel:
     return CrystalModel.from_checkpoint(ROOT / folder)
+
+
+@st.cache_resource(show_spinner=False)
+def live_scene_component():
+    """The mounted-once 3-D scene (`crystal_explorer.live_scene`), or None when plotly.js cannot be put in static/
+    (or CRYSTAL_EXPLORER_LIVE_SCENE=0, the reference of `benchmarks/scene_redraw.py`)."""
+    if os.environ.get("CRYSTAL_EXPLORER_LIVE_SCENE", "1") == "0":
+        return None
+    if not live_scene.ensure_plotly_js(ROOT / "static"):
+        log.warning("could not copy plotly.min.js into %s: the latent scene is drawn by st.plotly_chart", ROOT / "static")
+        return None
+    return st.components.v2.component("crystal_explorer_live_scene", js=live_scene.LIVE_SCENE_JS, isolate_styles=False)
+
+
+def scene_chart(fig, key: str, uirevision: str) -> None:
+    """A 3-D figure that is redrawn in place (Plotly.react, camera kept while `uirevision` stays) when it changes."""
+    component = live_scene_component()
+    if component is None:
+        st.plotly_chart(fig, key=key)
+    else:
+        component(key=key, data=live_scene.scene_payload(fig, uirevision))
 
 
 @st.cache_data(show_spinner=False)
@@ -514,8 +535,9 @@ def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, max_z: float 
         panels = [Panel("start", start_dec.density, start_dec.atoms.positions, start_dec.atoms.atomic_numbers, plotting.DECODED_COLOUR),
                   Panel("moved", moved.density, moved.atoms.positions, moved.atoms.atomic_numbers, plotting.DECODED_COLOUR)]
         # one surface per crystal here, not three: each translucent surface adds about half a second to every redraw
-        st.plotly_chart(plotting.comparison_figure(panels, [level], difference, diff_level, opacity=opacity, height=480),
-                        key="latent_iso")
+        # drawn in place: a slider move updates the mounted plot and keeps the camera (a new start resets it)
+        scene_chart(plotting.comparison_figure(panels, [level], difference, diff_level, opacity=opacity, height=480),
+                    "latent_iso", base_id)
         st.caption(f"Start and moved decodings side by side at {level:.1f} Z units, and their difference: purple where the "
                    f"moved density is at least {diff_level:.1f} Z units higher, green where it is lower.")
     except CrystalExplorerError as exc:

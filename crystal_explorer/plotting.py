@@ -339,14 +339,20 @@ def isosurface_figure(
 
 def difference_traces(difference: np.ndarray, level: float, offset: Sequence[float], *, opacity: float = 0.6,
                       box_angstrom: float = BOX_ANGSTROM) -> list[go.Mesh3d]:
-    """Surfaces of a density difference at +level (purple: more) and −level (green: less), Z units."""
+    """Surfaces of a density difference at +level (purple: more) and −level (green: less), Z units. Both traces
+    are always there (empty, out of the legend, where the difference stays under the level): a figure whose
+    trace list keeps its shape is updated in place by Plotly.react instead of rebuilt."""
     traces = []
     for sign, colour, word in ((1, MORE_COLOUR, "more"), (-1, LESS_COLOUR, "less")):
         d = sign * np.asarray(difference, float)
+        name = f"{word} density (±{level:.1f} {DENSITY_UNITS})"
         if d.max() > level:
-            traces.append(isosurface_trace(d, level, opacity=opacity, colour=colour, offset=offset,
-                                           name=f"{word} density (±{level:.1f} {DENSITY_UNITS})", box_angstrom=box_angstrom))
+            traces.append(isosurface_trace(d, level, opacity=opacity, colour=colour, offset=offset, name=name,
+                                           box_angstrom=box_angstrom))
             traces[-1].showlegend = True
+        else:
+            traces.append(go.Mesh3d(x=[], y=[], z=[], i=[], j=[], k=[], name=name, color=colour, opacity=opacity,
+                                    showlegend=False))
     return traces
 
 

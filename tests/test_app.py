@@ -24,7 +24,22 @@ def open_page(url_path: str | None = None) -> AppTest:
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
-    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    """Every Plotly figure on the page: st.plotly_chart's and the live scene's (a component whose data holds one)."""
+    specs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    live = [json.loads(e.proto.json) for e in at.get("bidi_component") if e.proto.component_name == "crystal_explorer_live_scene"]
+    return specs + [json.loads(d["figure"]) for d in live]
+
+
+def live_scene_data(at: AppTest) -> dict:
+    """What the latent page's live scene (one component) receives: figure JSON, camera revision, plotly.js URL."""
+    (element,) = [e for e in at.get("bidi_component") if e.proto.component_name == "crystal_explorer_live_scene"]
+    data = json.loads(element.proto.json)
+    assert data["uirevision"] and data["src"].endswith("plotly.min.js")
+    return data
+
+
+def live_scene_spec(at: AppTest) -> dict:
+    return json.loads(live_scene_data(at)["figure"])
 
 
 def plotly_array(value) -> list:
@@ -118,14 +133,21 @@ def test_latent_direction_slider_redecodes_the_moved_crystal() -> None:
     assert len(sliders) == 8
     caption = next(c.value for c in at.caption if c.value.startswith("Start: "))
     assert "moved 0.0 σ" in caption and "changed by 0 %" in caption
-    before = next(s for s in plotly_specs(at) if s["layout"]["scene"]["annotations"][-1]["text"] == "<b>difference</b>")
+    before, camera = live_scene_spec(at), live_scene_data(at)["uirevision"]
     sliders[0].set_value(3.9).run()
     assert not at.exception
-    after = next(s for s in plotly_specs(at) if s["layout"]["scene"]["annotations"][-1]["text"] == "<b>difference</b>")
+    after = live_scene_spec(at)
+    assert after["layout"]["scene"]["annotations"][-1]["text"] == "<b>difference</b>"
     moved_before = [t for t in before["data"] if t.get("name", "").startswith("moved:")]
     moved_after = [t for t in after["data"] if t.get("name", "").startswith("moved:")]
     assert moved_before[0]["x"] != moved_after[0]["x"]
-    assert any(t.get("name", "").startswith(("more density", "less density")) for t in after["data"])
+    def surfaces(spec: dict) -> list:  # the difference surfaces that draw something
+        return [t for t in spec["data"] if t.get("name", "").startswith(("more density", "less density")) and plotly_array(t["x"])]
+
+    assert not surfaces(before) and surfaces(after)
+    # the same traces in the same order (Plotly.react updates them in place) and the same camera revision
+    assert [t["type"] for t in before["data"]] == [t["type"] for t in after["data"]]
+    assert live_scene_data(at)["uirevision"] == camera
     at.button(key="latent_reset").click().run()
     assert at.slider(key=sliders[0].key).value != 3.9
 

@@ -41,6 +41,8 @@ SCENE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot
     el => (el.data || []).map(t => !t.x ? '' : (t.x.bdata !== undefined ? t.x.bdata.length + t.x.bdata.slice(0, 48)
                                                   : String(t.x.length))).join(',')).join('|')"""
 
+# figures drawn by the latent page's live scene (crystal_explorer.live_scene counts them on its div)
+LIVE_DRAWS = "() => Number((document.querySelector('div.ce-live-scene') || {dataset: {}}).dataset.draws || 0)"
 # points of the map's WebGL traces (customdata: the crystal's row), and the page pixel of one crystal's point
 MAP_POINTS = """(() => { const el = document.querySelector('.js-plotly-plot'); return !el || !el._fullData ? 0 :
     el._fullData.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0); })()"""
@@ -222,14 +224,22 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
             if path in ("latent", "interpolation", "samples"):
                 assert page.evaluate(COUNT_SURFACES) > 1, f"{path}: the density scene shows fewer than two isosurfaces"
             if path == "latent":
+                # the live scene: one plot div that Plotly.react redraws in place (no remount, camera kept)
+                assert page.locator("div.ce-live-scene").count() == 1, "the latent scene is not the live scene"
+                page.wait_for_function(f"({LIVE_DRAWS})() >= 1", timeout=60_000)
+                page.evaluate("() => { document.querySelector('div.ce-live-scene').kept = true; }")
+                draws = page.evaluate(LIVE_DRAWS)
                 before = page.evaluate(SCENE_SIGNATURE)
                 thumb = page.get_by_role("slider", name=re.compile(r"^(PC 1 \(|Direction 1 \(σ\))"))  # labelled by what it changes, when measured
-                start = time.perf_counter()
                 thumb.focus()
+                start = time.perf_counter()
                 thumb.press("End")  # the first direction to +4 σ in one move
-                wait_for_change(page, before)
-                settle(page)
+                page.wait_for_function(f"({LIVE_DRAWS})() > {draws}", timeout=60_000)
                 timings["slider move to redrawn latent scene (s)"] = round(time.perf_counter() - start, 2)
+                settle(page)
+                timings["slider move to settled latent page (s)"] = round(time.perf_counter() - start, 2)
+                assert page.evaluate(SCENE_SIGNATURE) != before, "the slider move did not change the scene"
+                assert page.evaluate("() => document.querySelector('div.ce-live-scene').kept === true"), "the scene was remounted"
                 assert_no_errors(page)
                 page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"screenshot_{path}.png"), full_page=True)

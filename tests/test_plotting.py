@@ -105,6 +105,15 @@ def test_difference_surfaces_are_purple_for_more_and_green_for_less() -> None:
     assert fig.layout.scene.annotations[-1].text == "<b>difference</b>"
 
 
+def test_difference_traces_keep_their_place_when_the_difference_is_small() -> None:
+    # a difference under the level gives two empty traces, so a slider move never changes the trace list's shape
+    small = plotting.difference_traces(np.zeros((30, 30, 30)), 1.0, (0, 0, 0))
+    large = plotting.difference_traces(gaussian_blob(peak=3.0) - gaussian_blob(peak=1.0), 1.0, (0, 0, 0))
+    assert [t.name for t in small] == [t.name for t in large]
+    assert [len(t.x) for t in small] == [0, 0] and len(large[0].x) > 0
+    assert not any(t.showlegend for t in small)
+
+
 def test_animation_has_a_frame_per_density_and_play_pause() -> None:
     fig = plotting.animation_figure([gaussian_blob(peak=p) for p in (2.0, 4.0, 6.0)], 1.5)
     assert len(fig.frames) == 3
