@@ -204,6 +204,36 @@ def test_vae_only_stage_leaves_the_unet_untouched(first_run, run_setup):
     assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("decoder."))
 
 
+def test_frozen_batchnorm_keeps_the_running_statistics_and_trains_the_rest(first_run, run_setup):
+    import torch
+
+    before, after, meta = _continue(first_run, run_setup, "frozen_bn", 2, "freeze_batchnorm=true", "lr=1e-2")
+    assert meta["train"]["freeze_batchnorm"] is True
+    running = [k for k in before if "running_" in k]
+    assert running and all(torch.equal(after[k], before[k]) for k in running)
+    assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("decoder.") and "running_" not in k)
+
+
+def test_frozen_batchnorm_survives_lightnings_train_calls():
+    from crystal_explorer.models import ModelConfig
+    from train.module import CrystalVAEModule
+
+    run = {"model": ModelConfig(latent_size=8, max_z=20, unet_channels=4).to_dict(),
+           "train": {"freeze_batchnorm": True}}
+    module = CrystalVAEModule(run).train()
+    norms = [m for m in module.modules() if isinstance(m, torch_batchnorm())]
+    assert norms and not any(m.training for m in norms)
+    assert module.model.decoder.training  # everything else trains
+    plain = CrystalVAEModule({**run, "train": {}}).train()
+    assert all(m.training for m in plain.modules() if isinstance(m, torch_batchnorm()))
+
+
+def torch_batchnorm():
+    import torch
+
+    return torch.nn.modules.batchnorm._BatchNorm
+
+
 def test_a_channels_last_stage_trains_and_exports_loadable_weights(first_run, run_setup):
     import torch
 

@@ -64,6 +64,23 @@ class CrystalVAEModule(L.LightningModule):
             total = total + cfg.gamma * cfg.seg_on_target * seg_true
         return total, terms
 
+    def train(self, mode: bool = True) -> CrystalVAEModule:
+        """Train mode, except the batch-norm layers when `freeze_batchnorm`."""
+        super().train(mode)
+        if mode and self.train_config.freeze_batchnorm:
+            self._freeze_batchnorm()
+        return self
+
+    def _freeze_batchnorm(self) -> None:
+        for module in self.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Lightning does not call .train() itself (it restores each submodule's captured mode around validation)
+        if self.train_config.freeze_batchnorm:
+            self._freeze_batchnorm()
+
     def on_fit_start(self) -> None:
         if self.train_config.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
