@@ -77,7 +77,8 @@ def live_scene_component():
 
 
 def scene_chart(fig, key: str, uirevision: str) -> None:
-    """A 3-D figure that is redrawn in place (Plotly.react, camera kept while `uirevision` stays) when it changes."""
+    """A 3-D figure that is redrawn in place (Plotly.react) when it changes; the user's camera is kept while
+    `uirevision` stays the same (the pages pass their name and the model: a new model resets the view)."""
     component = live_scene_component()
     if component is None:
         st.plotly_chart(fig, key=key)
@@ -442,8 +443,8 @@ def reconstruct_page() -> None:
                         [f"{s} missing" for s in plotting.symbols(true_z)]),
                   Panel("decoded", dec.density, dec.atoms.positions, dec.atoms.atomic_numbers, plotting.DECODED_COLOUR,
                         atoms.decoded_wrong | atoms.decoded_extra, "wrong element or extra", atoms.decoded_notes)]
-        st.plotly_chart(plotting.crystal_scene_figure(panels, plotting.nested_levels(level), opacity=opacity, height=520),
-                        key="rec_iso")
+        scene_chart(plotting.crystal_scene_figure(panels, plotting.nested_levels(level), opacity=opacity, height=520),
+                    "rec_iso", f"rec|{folder}")
         st.caption("Both crystals in one scene, so they turn together; each cube is the 10 Å box the model sees. Surfaces at "
                    f"{', '.join(f'{v:.1f}' for v in plotting.nested_levels(level))} Z units (a lone atom peaks at its Z); atoms "
                    "are spheres of 0.4 × their covalent radius in Jmol colours, bonds join atoms closer than 1.15 × the sum of "
@@ -535,9 +536,9 @@ def latent_sliders_ui(folder: str, base: np.ndarray, base_id: str, max_z: float 
         panels = [Panel("start", start_dec.density, start_dec.atoms.positions, start_dec.atoms.atomic_numbers, plotting.DECODED_COLOUR),
                   Panel("moved", moved.density, moved.atoms.positions, moved.atoms.atomic_numbers, plotting.DECODED_COLOUR)]
         # one surface per crystal here, not three: each translucent surface adds about half a second to every redraw
-        # drawn in place: a slider move updates the mounted plot and keeps the camera (a new start resets it)
+        # drawn in place: a slider move updates the mounted plot and keeps the camera
         scene_chart(plotting.comparison_figure(panels, [level], difference, diff_level, opacity=opacity, height=480),
-                    "latent_iso", base_id)
+                    "latent_iso", f"latent|{folder}")
         st.caption(f"Start and moved decodings side by side at {level:.1f} Z units, and their difference: purple where the "
                    f"moved density is at least {diff_level:.1f} Z units higher, green where it is lower.")
     except CrystalExplorerError as exc:
@@ -685,8 +686,8 @@ def sample_page() -> None:
     level, opacity = level_ui("sample", [shown.density], default_level(f"{folder}|{seed}|{which}|{prior}", shown.density))
     panel = Panel(f"sample {which}", shown.density, shown.atoms.positions, shown.atoms.atomic_numbers, plotting.DECODED_COLOUR,
                   flagged, "too close", report.contact_notes(*contacts[which], shown.atoms.atomic_numbers))
-    st.plotly_chart(plotting.crystal_scene_figure([panel], plotting.nested_levels(level), opacity=opacity, height=480),
-                    key="sample_iso")
+    scene_chart(plotting.crystal_scene_figure([panel], plotting.nested_levels(level), opacity=opacity, height=480),
+                "sample_iso", f"sample|{folder}")
     predicted_cell_ui(shown, model, folder, "sample", f"sample_{seed}_{which}")
     st.subheader("Nearest-neighbour distances")
     real = []

@@ -24,10 +24,10 @@ def open_page(url_path: str | None = None) -> AppTest:
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
-    """Every Plotly figure on the page: st.plotly_chart's and the live scene's (a component whose data holds one)."""
-    specs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    """Every Plotly figure on the page: the live 3-D scenes' first (components whose data hold a figure; each page
+    draws its scene above its other charts), then st.plotly_chart's."""
     live = [json.loads(e.proto.json) for e in at.get("bidi_component") if e.proto.component_name == "crystal_explorer_live_scene"]
-    return specs + [json.loads(d["figure"]) for d in live]
+    return [json.loads(d["figure"]) for d in live] + [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
 def live_scene_data(at: AppTest) -> dict:
