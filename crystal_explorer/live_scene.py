@@ -51,19 +51,24 @@ def scene_payload(fig: go.Figure, uirevision: str) -> dict:
 
 
 # The component's JavaScript (an ES module, called on every rerun with the latest data). Plotly.js loads once
-# per page; the plot div is kept between calls, so Plotly.react updates its traces in the same WebGL context.
+# per page, into a module object of its own: Streamlit's st.plotly_chart bundles another plotly.js version and
+# sets window.Plotly, which is left alone. The plot div is kept between calls, so Plotly.react updates its
+# traces in the same WebGL context.
 LIVE_SCENE_JS = """
 let loading = null;
 function loadPlotly(src) {
-  if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!loading) {
-    loading = new Promise((resolve, reject) => {
-      const script = document.createElement('script');
-      script.src = src;
-      script.onload = () => resolve(window.Plotly);
-      script.onerror = () => { loading = null; reject(new Error('plotly.js did not load from ' + src)); };
-      document.head.appendChild(script);
-    });
+    loading = fetch(src)
+      .then(response => {
+        if (!response.ok) throw new Error('plotly.js did not load from ' + src + ' (HTTP ' + response.status + ')');
+        return response.text();
+      })
+      .then(code => {
+        const module = { exports: {} };  // plotly.min.js is a UMD bundle: with `module` it exports, no global
+        new Function('module', 'exports', code)(module, module.exports);
+        return module.exports;
+      })
+      .catch(error => { loading = null; throw error; });
   }
   return loading;
 }
@@ -81,10 +86,11 @@ export default function (component) {
   div.style.height = (layout.height || 480) + 'px';
   const called = performance.now();
   loadPlotly(data.src)
-    .then(Plotly => Plotly.react(div, figure.data, layout, { responsive: true, displaylogo: false }))
-    .then(() => {  // how many figures this div has drawn, and the last one's milliseconds (read by the tests)
+    .then(Plotly => Plotly.react(div, figure.data, layout, { responsive: true, displaylogo: false }).then(() => Plotly.version))
+    .then(version => {  // figures drawn by this div, the last one's milliseconds, the plotly.js used (read by tests)
       div.dataset.draws = String(Number(div.dataset.draws || 0) + 1);
       div.dataset.lastDrawMs = String(Math.round(performance.now() - called));
+      div.dataset.plotlyVersion = version;
     })
     .catch(error => { div.textContent = 'The 3-D view could not be drawn: ' + error.message; });
 }

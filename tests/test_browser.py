@@ -240,6 +240,10 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
                 timings["slider move to settled latent page (s)"] = round(time.perf_counter() - start, 2)
                 assert page.evaluate(SCENE_SIGNATURE) != before, "the slider move did not change the scene"
                 assert page.evaluate("() => document.querySelector('div.ce-live-scene').kept === true"), "the scene was remounted"
+                # drawn by the plotly package's own plotly.js (the version its figures are built for), not Streamlit's
+                from plotly.offline import get_plotlyjs_version
+
+                assert page.locator("div.ce-live-scene").get_attribute("data-plotly-version") == get_plotlyjs_version()
                 assert_no_errors(page)
                 page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"screenshot_{path}.png"), full_page=True)
