@@ -334,3 +334,19 @@ def test_latent_map_draws_held_out_crystals_and_sends_two_to_interpolation(tmp_p
     assert at.title[0].value == "Interpolate between two crystals"
     assert at.radio(key="int_a_source").value == "Dataset row" and at.text_input(key="int_b_path").value.endswith("tiny.csv")
     assert not at.error, [e.value for e in at.error]
+
+
+def test_scenes_fall_back_to_plotly_chart_without_the_live_scene(monkeypatch) -> None:
+    # where static/ cannot hold plotly.js (or CRYSTAL_EXPLORER_LIVE_SCENE=0) the scene is an ordinary st.plotly_chart
+    import streamlit as st
+
+    monkeypatch.setenv("CRYSTAL_EXPLORER_LIVE_SCENE", "0")
+    st.cache_resource.clear()  # the component (or its absence) is cached once per process
+    try:
+        at = open_page("latent")
+        assert not at.error and not at.get("bidi_component")
+        scene = next(s for s in plotly_specs(at) if s["layout"].get("scene"))
+        assert scene["layout"]["scene"]["annotations"][-1]["text"] == "<b>difference</b>"
+    finally:
+        monkeypatch.delenv("CRYSTAL_EXPLORER_LIVE_SCENE")
+        st.cache_resource.clear()
