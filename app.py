@@ -68,7 +68,7 @@ def load_model(folder: str) -> CrystalModel:
 def live_scene_component():
     """The mounted-once 3-D scene (`crystal_explorer.live_scene`), or None when plotly.js cannot be put in static/
     (or CRYSTAL_EXPLORER_LIVE_SCENE=0, the reference of `benchmarks/scene_redraw.py`)."""
-    if os.environ.get("CRYSTAL_EXPLORER_LIVE_SCENE", "1") == "0":
+    if os.environ.get("CRYSTAL_EXPLORER_LIVE_SCENE", "1") == "0" or not st.get_option("server.enableStaticServing"):
         return None
     if not live_scene.ensure_plotly_js(ROOT / "static"):
         log.warning("could not copy plotly.min.js into %s: the latent scene is drawn by st.plotly_chart", ROOT / "static")
@@ -83,7 +83,7 @@ def scene_chart(fig, key: str, uirevision: str) -> None:
     if component is None:
         st.plotly_chart(fig, key=key)
     else:
-        component(key=key, data=live_scene.scene_payload(fig, uirevision))
+        component(key=key, data=live_scene.scene_payload(fig, uirevision, st.get_option("server.baseUrlPath") or ""))
 
 
 @st.cache_data(show_spinner=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import filecmp
 import shutil
+import tempfile
 from pathlib import Path
 
 import plotly
@@ -36,24 +37,39 @@ def ensure_plotly_js(static_dir: str | Path) -> bool:
         if target.is_file() and filecmp.cmp(source, target, shallow=False):
             return True
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        shutil.copyfile(source, partial)
-        partial.replace(target)  # atomic: a browser never loads half a file
+        # a temporary file of this process's own, renamed into place: a browser never loads half a file, and two
+        # servers starting at once never write into one another's copy
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".partial", delete=False) as partial:
+            temporary = Path(partial.name)
+        try:
+            shutil.copyfile(source, temporary)
+            temporary.replace(target)
+        finally:
+            temporary.unlink(missing_ok=True)
         return True
     except OSError:
         return False
 
 
-def scene_payload(fig: go.Figure, uirevision: str) -> dict:
-    """What the component receives: the figure as Plotly JSON (numpy arrays as typed arrays) and the
-    `uirevision` that keeps the camera while it stays the same (a new one resets the view)."""
-    return {"figure": fig.to_json(), "uirevision": uirevision, "src": STATIC_URL + PLOTLY_JS_NAME}
+def plotly_js_url(base_url_path: str = "") -> str:
+    """Where the browser finds plotly.js: Streamlit's static route under the server's base URL path (the
+    `server.baseUrlPath` option), with the version as a query so that an upgrade is not served from a stale cache."""
+    from plotly.offline import get_plotlyjs_version
+
+    base = "/" + base_url_path.strip("/") if base_url_path.strip("/") else ""
+    return f"{base}{STATIC_URL}{PLOTLY_JS_NAME}?v={get_plotlyjs_version()}"
+
+
+def scene_payload(fig: go.Figure, uirevision: str, base_url_path: str = "") -> dict:
+    """What the component receives: the figure as Plotly JSON (numpy arrays as typed arrays), the `uirevision`
+    that keeps the camera while it stays the same (a new one resets the view), and plotly.js's URL."""
+    return {"figure": fig.to_json(), "uirevision": uirevision, "src": plotly_js_url(base_url_path)}
 
 
 # The component's JavaScript (an ES module, called on every rerun with the latest data). Plotly.js loads once
-# per page, into a module object of its own: Streamlit's st.plotly_chart bundles another plotly.js version and
-# sets window.Plotly, which is left alone. The plot div is kept between calls, so Plotly.react updates its
-# traces in the same WebGL context.
+# per page, into a module object of its own: Streamlit's st.plotly_chart bundles another plotly.js version as
+# window.Plotly, which is put back after the bundle ran. The plot div is kept between calls, so Plotly.react
+# updates its traces in the same WebGL context; it is purged when the component unmounts.
 LIVE_SCENE_JS = """
 let loading = null;
 function loadPlotly(src) {
@@ -64,8 +80,15 @@ function loadPlotly(src) {
         return response.text();
       })
       .then(code => {
-        const module = { exports: {} };  // plotly.min.js is a UMD bundle: with `module` it exports, no global
-        new Function('module', 'exports', code)(module, module.exports);
+        // plotly.min.js is a UMD bundle: given `module` it exports itself, but it also sets window.Plotly, which
+        // Streamlit's own st.plotly_chart chunk owns: put back whatever was there
+        const had = Object.prototype.hasOwnProperty.call(window, 'Plotly'), previous = window.Plotly;
+        const module = { exports: {} };
+        try {
+          new Function('module', 'exports', code)(module, module.exports);
+        } finally {
+          if (had) window.Plotly = previous; else delete window.Plotly;
+        }
         return module.exports;
       })
       .catch(error => { loading = null; throw error; });
@@ -75,23 +98,37 @@ function loadPlotly(src) {
 export default function (component) {
   const { data, parentElement } = component;
   let div = parentElement.querySelector('div.ce-live-scene');
+  let message = parentElement.querySelector('div.ce-live-scene-error');
   if (!div) {
+    message = document.createElement('div');
+    message.className = 'ce-live-scene-error';
     div = document.createElement('div');
     div.className = 'ce-live-scene';
     div.style.width = '100%';
-    parentElement.appendChild(div);
+    parentElement.append(message, div);
+    // a scene drawn inside a hidden tab has no width: resize it when its box changes
+    new ResizeObserver(() => { if (div.ceplotly && div._fullLayout) div.ceplotly.Plots.resize(div); }).observe(div);
   }
   const figure = JSON.parse(data.figure);
   const layout = { ...figure.layout, uirevision: data.uirevision, autosize: true };
   div.style.height = (layout.height || 480) + 'px';
   const called = performance.now();
   loadPlotly(data.src)
-    .then(Plotly => Plotly.react(div, figure.data, layout, { responsive: true, displaylogo: false }).then(() => Plotly.version))
+    .then(Plotly => {
+      div.ceplotly = Plotly;
+      return Plotly.react(div, figure.data, layout, { responsive: true, displaylogo: false }).then(() => Plotly.version);
+    })
     .then(version => {  // figures drawn by this div, the last one's milliseconds, the plotly.js used (read by tests)
+      message.textContent = '';
       div.dataset.draws = String(Number(div.dataset.draws || 0) + 1);
       div.dataset.lastDrawMs = String(Math.round(performance.now() - called));
       div.dataset.plotlyVersion = version;
     })
-    .catch(error => { div.textContent = 'The 3-D view could not be drawn: ' + error.message; });
+    .catch(error => {
+      message.textContent = 'The 3-D view could not be drawn: ' + error.message;
+      if (div.ceplotly) div.ceplotly.purge(div);
+    });
+  // on unmount (another page): free the plot's WebGL context and its resize listener
+  return () => { if (!div.isConnected && div.ceplotly) div.ceplotly.purge(div); };
 }
 """

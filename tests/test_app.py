@@ -34,7 +34,7 @@ def live_scene_data(at: AppTest) -> dict:
     """What the latent page's live scene (one component) receives: figure JSON, camera revision, plotly.js URL."""
     (element,) = [e for e in at.get("bidi_component") if e.proto.component_name == "crystal_explorer_live_scene"]
     data = json.loads(element.proto.json)
-    assert data["uirevision"] and data["src"].endswith("plotly.min.js")
+    assert data["uirevision"] and "/app/static/plotly.min.js?v=" in data["src"]
     return data
 
 

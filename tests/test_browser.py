@@ -244,6 +244,8 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
                 from plotly.offline import get_plotlyjs_version
 
                 assert page.locator("div.ce-live-scene").get_attribute("data-plotly-version") == get_plotlyjs_version()
+                # ... and Streamlit's own window.Plotly (its st.plotly_chart bundle) is left as it was
+                assert page.evaluate("() => window.Plotly === undefined || window.Plotly.version") != get_plotlyjs_version()
                 assert_no_errors(page)
                 page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"screenshot_{path}.png"), full_page=True)

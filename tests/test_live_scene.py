@@ -45,7 +45,16 @@ def test_payload_carries_the_figure_and_the_camera_revision() -> None:
     fig = go.Figure(go.Mesh3d(x=np.arange(3.0), y=np.zeros(3), z=np.ones(3), i=[0], j=[1], k=[2], name="surface"))
     payload = live_scene.scene_payload(fig, "crystal-A")
     assert payload["uirevision"] == "crystal-A"
-    assert payload["src"] == "/app/static/plotly.min.js"
+    assert payload["src"].startswith("/app/static/plotly.min.js?v=")
     assert json.loads(payload["figure"])["data"][0]["name"] == "surface"
     # the page keeps its plot div and updates it in place
     assert "Plotly.react" in live_scene.LIVE_SCENE_JS and "newPlot" not in live_scene.LIVE_SCENE_JS
+
+
+def test_plotly_js_url_follows_the_servers_base_path_and_names_the_version() -> None:
+    from plotly.offline import get_plotlyjs_version
+
+    version = get_plotlyjs_version()
+    assert live_scene.plotly_js_url() == f"/app/static/plotly.min.js?v={version}"
+    assert live_scene.plotly_js_url("/explorer/") == f"/explorer/app/static/plotly.min.js?v={version}"
+    assert live_scene.plotly_js_url("a/b") == f"/a/b/app/static/plotly.min.js?v={version}"
