@@ -129,6 +129,9 @@ def _train(args: argparse.Namespace) -> int:
         else:
             raise ValueError(f"--init-from {args.init_from}: its model config differs from {args.config}'s "
                              "(add --init-partial to keep the tensors that still fit)")
+    if cfg.freeze_batchnorm and initialised is not True and not args.resume:
+        print("warning: freeze_batchnorm without --init-from (or with --init-partial): the batch-norm layers keep "
+              "running statistics that no training has set (mean 0, variance 1, or partly fresh)")
     gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
     checkpoint = ModelCheckpoint(dirpath=run_dir, filename="step{step}", every_n_train_steps=cfg.checkpoint_every_steps,
