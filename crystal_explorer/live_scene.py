@@ -19,6 +19,7 @@ from pathlib import Path
 
 import plotly
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs_version
 
 PLOTLY_JS_NAME = "plotly.min.js"
 STATIC_URL = "/app/static/"  # where Streamlit serves static/ (server.enableStaticServing)
@@ -54,8 +55,6 @@ def ensure_plotly_js(static_dir: str | Path) -> bool:
 def plotly_js_url(base_url_path: str = "") -> str:
     """Where the browser finds plotly.js: Streamlit's static route under the server's base URL path (the
     `server.baseUrlPath` option), with the version as a query so that an upgrade is not served from a stale cache."""
-    from plotly.offline import get_plotlyjs_version
-
     base = "/" + base_url_path.strip("/") if base_url_path.strip("/") else ""
     return f"{base}{STATIC_URL}{PLOTLY_JS_NAME}?v={get_plotlyjs_version()}"
 

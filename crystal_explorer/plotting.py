@@ -134,6 +134,11 @@ def _mesh(density: np.ndarray, level: float, offset: np.ndarray, box_angstrom: f
     return (verts + spacing[0] / 2 + offset).astype(np.float32), faces.astype(np.int32)  # voxel centres sit half a voxel in
 
 
+def empty_mesh(name: str, **style) -> go.Mesh3d:
+    """A Mesh3d with no triangles (nothing to draw), keeping its trace's place and `style` (colour, opacity…)."""
+    return go.Mesh3d(x=[], y=[], z=[], i=[], j=[], k=[], name=name, **style)
+
+
 def isosurface_trace(
     density: np.ndarray, level: float, *, opacity: float = 0.6, colour: str = INPUT_COLOUR, name: str = "density",
     box_angstrom: float = BOX_ANGSTROM, offset: Sequence[float] = (0.0, 0.0, 0.0),
@@ -141,7 +146,7 @@ def isosurface_trace(
     """Marching-cubes isosurface as a Mesh3d in Å (a 30³ grid sends ~30 KB, far less than go.Isosurface)."""
     mesh = _mesh(density, level, np.asarray(offset, float), box_angstrom)
     if mesh is None:
-        return go.Mesh3d(x=[], y=[], z=[], i=[], j=[], k=[], name=name, color=colour, opacity=opacity)
+        return empty_mesh(name, color=colour, opacity=opacity)
     verts, faces = mesh
     return go.Mesh3d(
         x=verts[:, 0], y=verts[:, 1], z=verts[:, 2], i=faces[:, 0], j=faces[:, 1], k=faces[:, 2],
@@ -177,7 +182,7 @@ def atom_spheres_trace(positions: np.ndarray, atomic_numbers: np.ndarray, *, nam
     positions = np.asarray(positions, float).reshape(-1, 3)
     numbers = np.asarray(atomic_numbers).reshape(-1)
     if len(positions) == 0:
-        return go.Mesh3d(x=[], y=[], z=[], i=[], j=[], k=[], name=name)
+        return empty_mesh(name)
     unit, faces = _unit_sphere()
     radii = covalent_radii(numbers) * radius_scale
     verts = ((positions[:, None, :] + radii[:, None, None] * unit[None]).reshape(-1, 3) + np.asarray(offset, float)).astype(np.float32)
@@ -351,8 +356,7 @@ def difference_traces(difference: np.ndarray, level: float, offset: Sequence[flo
                                            box_angstrom=box_angstrom))
             traces[-1].showlegend = True
         else:
-            traces.append(go.Mesh3d(x=[], y=[], z=[], i=[], j=[], k=[], name=name, color=colour, opacity=opacity,
-                                    showlegend=False))
+            traces.append(empty_mesh(name, color=colour, opacity=opacity, showlegend=False))
     return traces
 
 
