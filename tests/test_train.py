@@ -204,6 +204,15 @@ def test_vae_only_stage_leaves_the_unet_untouched(first_run, run_setup):
     assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("decoder."))
 
 
+def test_unet_only_stage_leaves_the_vae_untouched(first_run, run_setup):
+    import torch
+
+    before, after, meta = _continue(first_run, run_setup, "unet_only", 2, "unet_only=true", "lr=1e-2")
+    assert meta["train"]["unet_only"] is True
+    assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("unet."))  # running stats too
+    assert not all(torch.equal(after[k], before[k]) for k in before if k.startswith("unet.") and "running_" not in k)
+
+
 def test_frozen_batchnorm_keeps_the_running_statistics_and_trains_the_rest(first_run, run_setup):
     import torch
 

@@ -33,6 +33,8 @@ class TrainConfig:
         freeze_batchnorm: normalise with the batch-norm layers' running statistics and leave them as they are
             (their scale and shift still train): for fine-tuning with small batches, whose statistics are noisy
             (a CPU stage of batches of 16 moved the decoder's running variances by 5-11 % in 50 steps).
+        unet_only: train the U-Net alone, on the frozen VAE's posterior-mean decodings (the density the app
+            segments) plus, weighted by `seg_on_target`, the true density; encoder and decoder are not updated.
         channels_last: keep weights and activations in the channels_last_3d memory format (NDHWC), the
             layout of cuDNN's tensor-core convolutions; `benchmarks/train_step.py --layouts` says if it pays.
     """
@@ -63,6 +65,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     freeze_batchnorm: bool = False
+    unet_only: bool = False
     limit: int | None = None
 
     def __post_init__(self) -> None:

@@ -43,13 +43,24 @@ class CrystalVAEModule(L.LightningModule):
     def vae_only(self) -> bool:
         """γ = 0 and no loss on the true density: the U-Net is frozen and never run (a fine-tuning stage for the
         encoder and decoder alone, 2.6× the samples per second of the joint loss on the CPU)."""
-        return self.train_config.gamma == 0 and self.train_config.seg_on_target == 0
+        cfg = self.train_config
+        return cfg.gamma == 0 and cfg.seg_on_target == 0 and not cfg.unet_only
 
     def _losses(self, batch: dict[str, torch.Tensor], sample: bool = True):
         x, species = batch_grids(batch["positions"], batch["atomic_numbers"], self.grid, self.model.config.density_scale)
         cfg = self.train_config
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
+        if cfg.unet_only:
+            with torch.no_grad():
+                density, mean, log_var = self.model.autoencode(x, sample=False)
+            seg = segmentation_loss(self.model.segment(density), species, cfg.background_weight).mean()
+            total = seg
+            if cfg.seg_on_target > 0:
+                total = total + cfg.seg_on_target * segmentation_loss(self.model.segment(x), species, cfg.background_weight).mean()
+            rec = reconstruction_loss(density, x).mean()
+            kl = kl_divergence(mean.float(), log_var.float()).mean()
+            return total, LossTerms(total, rec, kl, seg)
         if self.vae_only:
             density, mean, log_var = self.model.autoencode(x, sample)
             rec = reconstruction_loss(density, x, atom_weights(species, cfg.atom_weight)).mean()
@@ -65,21 +76,26 @@ class CrystalVAEModule(L.LightningModule):
         return total, terms
 
     def train(self, mode: bool = True) -> CrystalVAEModule:
-        """Train mode, except the batch-norm layers when `freeze_batchnorm`."""
+        """Train mode, except the batch-norm layers when `freeze_batchnorm` and the VAE when `unet_only`."""
         super().train(mode)
-        if mode and self.train_config.freeze_batchnorm:
-            self._freeze_batchnorm()
+        if mode:
+            self._freeze()
         return self
 
-    def _freeze_batchnorm(self) -> None:
-        for module in self.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
+    def _freeze(self) -> None:
+        cfg = self.train_config
+        if cfg.freeze_batchnorm:
+            for module in self.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        if cfg.unet_only:  # the frozen VAE decodes as at inference (running statistics, no dropout)
+            for name, part in self.model.named_children():
+                if name != "unet":
+                    part.eval()
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # Lightning does not call .train() itself (it restores each submodule's captured mode around validation)
-        if self.train_config.freeze_batchnorm:
-            self._freeze_batchnorm()
+        self._freeze()
 
     def on_fit_start(self) -> None:
         if self.train_config.channels_last:
@@ -113,6 +129,10 @@ class CrystalVAEModule(L.LightningModule):
         cfg = self.train_config
         if self.vae_only:
             self.model.unet.requires_grad_(False)
+        if self.train_config.unet_only:
+            for name, part in self.model.named_children():
+                if name != "unet":
+                    part.requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
