@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from train.ledger import main, plot_learning_curve, record_validation, stage_samples
+from train.ledger import curve_series, main, plot_learning_curve, record_validation, stage_samples
 
 
 def _metrics(value: float, split: str = "val") -> dict:
@@ -46,3 +46,15 @@ def test_test_split_metrics_are_refused(folder, capsys):
 def test_a_curve_without_validation_points_is_a_clear_error(folder, capsys):
     assert main(["--checkpoint", str(folder), "--plot"]) == 2
     assert "no stage has validation metrics" in capsys.readouterr().err
+
+
+def test_a_source_scored_from_csv_and_from_its_npz_cache_is_one_line():
+    per = {"atoms_within_0.5A": 0.5}
+    meta = {"training_stages": [
+        {"samples": 100, "validation": {"per_source": {"mp_bulk.csv.gz": per}}},
+        {"samples": 50},
+        {"samples": 10, "validation": {"per_source": {"mp_bulk.npz": per, "perov_5_val.npz": per}}},
+    ]}
+    series = curve_series(meta)
+    assert list(series) == ["mp_bulk", "perov_5_val"]
+    assert [x for x, _ in series["mp_bulk"]] == [100, 160]

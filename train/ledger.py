@@ -50,6 +50,21 @@ def record_validation(folder: str | Path, metrics: dict) -> dict:
     return stages[-1]
 
 
+def source_name(path: str) -> str:
+    """A data file's source, whatever its format: "mp_bulk.csv.gz" and "mp_bulk.npz" are both "mp_bulk"."""
+    return Path(path).name.split(".")[0]
+
+
+def curve_series(meta: dict) -> dict[str, list[tuple[int, dict]]]:
+    """Per source, (cumulative samples seen, that stage's validation metrics) for every stage that has them."""
+    seen, series = 0, {}
+    for stage in meta.get("training_stages") or []:
+        seen += stage_samples(stage)
+        for name, metrics in (stage.get("validation") or {}).get("per_source", {}).items():
+            series.setdefault(source_name(name), []).append((seen, metrics))
+    return dict(sorted(series.items()))
+
+
 def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Path:
     """Validation metrics against cumulative samples seen, one panel per metric, one line per source."""
     import matplotlib
@@ -60,27 +75,19 @@ def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Pa
 
     from crystal_explorer.checkpoint import read_metadata
 
-    meta = read_metadata(folder)
-    seen, points = 0, []
-    for stage in meta.get("training_stages") or []:
-        seen += stage_samples(stage)
-        if "validation" in stage:
-            points.append((seen, stage))
-    if not points:
+    series = curve_series(read_metadata(folder))
+    if not series:
         raise ValueError(f"{folder}: no stage has validation metrics yet (record them with --metrics)")
-    sources = sorted({s for _, st in points for s in st["validation"]["per_source"]})
+    last = max(x for points in series.values() for x, _ in points)
     fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.4), sharex=True)
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
-        for source in sources:
-            xs = [x for x, st in points if source in st["validation"]["per_source"]]
-            ys = [100 * (st["validation"]["per_source"][source].get(metric) or 0) for _, st in points
-                  if source in st["validation"]["per_source"]]
-            ax.plot(xs, ys, marker="o", label=source.split(".")[0])
+        for source, points in series.items():
+            ax.plot([x for x, _ in points], [100 * (m.get(metric) or 0) for _, m in points], marker="o", label=source)
         ax.set_title(metric.replace("_", " ").replace("0.5A", "0.5 Å"))
         ax.set_xlabel("training samples seen")
         ax.set_ylabel("% (validation split)")
         ax.set_ylim(0, 100)
-        ax.set_xlim(0, 1.15 * points[-1][0])
+        ax.set_xlim(0, 1.15 * last)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:.0f} k"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
