@@ -225,9 +225,14 @@ METRIC_ROWS = {  # key in metrics.json → (label, paper's single-cell figure, p
 PAPER_SINGLE_ATOMS_WITHIN = 0.99  # Hoffmann et al. 2019, single cell: 99 % of atoms within 0.5 Å
 
 
+def source_stem(file_name: str) -> str:
+    """A data file's source, whatever its format: "mp_bulk.csv.gz" and "mp_bulk.npz" are both "mp_bulk"."""
+    return file_name.split(".")[0]
+
+
 def source_name(file_name: str) -> str:
     """"perov_5_val.csv.gz" → "Perov-5"."""
-    stem = file_name.split(".")[0]
+    stem = source_stem(file_name)
     return SOURCE_NAMES.get(stem, stem)
 
 

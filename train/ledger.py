@@ -50,18 +50,15 @@ def record_validation(folder: str | Path, metrics: dict) -> dict:
     return stages[-1]
 
 
-def source_name(path: str) -> str:
-    """A data file's source, whatever its format: "mp_bulk.csv.gz" and "mp_bulk.npz" are both "mp_bulk"."""
-    return Path(path).name.split(".")[0]
-
-
 def curve_series(meta: dict) -> dict[str, list[tuple[int, dict]]]:
     """Per source, (cumulative samples seen, that stage's validation metrics) for every stage that has them."""
+    from crystal_explorer.report import source_stem
+
     seen, series = 0, {}
     for stage in meta.get("training_stages") or []:
         seen += stage_samples(stage)
         for name, metrics in (stage.get("validation") or {}).get("per_source", {}).items():
-            series.setdefault(source_name(name), []).append((seen, metrics))
+            series.setdefault(source_stem(Path(name).name), []).append((seen, metrics))
     return dict(sorted(series.items()))
 
 

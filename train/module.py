@@ -57,7 +57,7 @@ class CrystalVAEModule(L.LightningModule):
             seg = segmentation_loss(self.model.segment(density), species, cfg.background_weight).mean()
             total = seg
             if cfg.seg_on_target > 0:
-                total = total + cfg.seg_on_target * segmentation_loss(self.model.segment(x), species, cfg.background_weight).mean()
+                total = total + cfg.seg_on_target * self._segmentation_on_target(x, species)
             rec = reconstruction_loss(density, x).mean()
             kl = kl_divergence(mean.float(), log_var.float()).mean()
             return total, LossTerms(total, rec, kl, seg)
@@ -71,9 +71,16 @@ class CrystalVAEModule(L.LightningModule):
         terms = joint_loss(out, x, species, self._beta(), cfg.gamma, cfg.background_weight, cfg.atom_weight)
         total = terms.total
         if cfg.seg_on_target > 0:
-            seg_true = segmentation_loss(self.model.segment(x), species, cfg.background_weight).mean()
-            total = total + cfg.gamma * cfg.seg_on_target * seg_true
+            total = total + cfg.gamma * cfg.seg_on_target * self._segmentation_on_target(x, species)
         return total, terms
+
+    def _segmentation_on_target(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """The U-Net's loss on the true density (the term `seg_on_target` weighs)."""
+        return segmentation_loss(self.model.segment(x), species, self.train_config.background_weight).mean()
+
+    def _vae_parts(self) -> list[torch.nn.Module]:
+        """Everything but the U-Net (encoder, bottleneck, decoder): what a `unet_only` stage freezes."""
+        return [part for name, part in self.model.named_children() if name != "unet"]
 
     def train(self, mode: bool = True) -> CrystalVAEModule:
         """Train mode, except the batch-norm layers when `freeze_batchnorm` and the VAE when `unet_only`."""
@@ -89,9 +96,8 @@ class CrystalVAEModule(L.LightningModule):
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         if cfg.unet_only:  # the frozen VAE decodes as at inference (running statistics, no dropout)
-            for name, part in self.model.named_children():
-                if name != "unet":
-                    part.eval()
+            for part in self._vae_parts():
+                part.eval()
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # Lightning does not call .train() itself (it restores each submodule's captured mode around validation)
@@ -129,10 +135,9 @@ class CrystalVAEModule(L.LightningModule):
         cfg = self.train_config
         if self.vae_only:
             self.model.unet.requires_grad_(False)
-        if self.train_config.unet_only:
-            for name, part in self.model.named_children():
-                if name != "unet":
-                    part.requires_grad_(False)
+        if cfg.unet_only:
+            for part in self._vae_parts():
+                part.requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
