@@ -315,6 +315,11 @@ def refine_ui(model: CrystalModel) -> bool:
              "(about 1 s on a 2-core CPU with bfloat16, 3 s without). Off: the encoder's posterior mean, as in the paper.")
 
 
+def encoding_tag(refine: bool) -> str:
+    """The part of a cache key that says which encoding was decoded (`refine_ui`)."""
+    return "refined" if refine else "mean"
+
+
 def seed_ui(key: str) -> int:
     st.session_state.setdefault(key, 0)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
@@ -399,7 +404,7 @@ def reconstruct_page() -> None:
     name, arrays = chosen
     seed = seed_ui("rec_seed")
     refine = refine_ui(model)
-    key = f"{folder}|{arrays_key(arrays)}|{seed}|{'refined' if refine else 'mean'}"
+    key = f"{folder}|{arrays_key(arrays)}|{seed}|{encoding_tag(refine)}"
     enc, dec, cmp = reconstruct(folder, arrays_key(arrays), arrays, seed, refine)
     metrics = summarise([cmp])
     p = enc.placement
@@ -560,7 +565,7 @@ def latent_page() -> None:
         name, arrays = chosen
         refine = refine_ui(model)
         base = reconstruct(folder, arrays_key(arrays), arrays, 0, refine).decoded.latent
-        base_id = f"{folder}|{arrays_key(arrays)}|{'refined' if refine else 'mean'}"
+        base_id = f"{folder}|{arrays_key(arrays)}|{encoding_tag(refine)}"
     else:
         seed = int(st.number_input("Draw seed", 0, 1_000_000, 0, key="latent_seed"))
         base = model.draw(1, seed)[0]  # from the aggregate prior when the checkpoint has one
@@ -612,7 +617,7 @@ def interpolation_page() -> None:
     refine = refine_ui(model)
     rec_a = reconstruct(folder, arrays_key(a[1]), a[1], seed, refine)
     rec_b = reconstruct(folder, arrays_key(b[1]), b[1], seed, refine)
-    key = f"{arrays_key(a[1])}|{arrays_key(b[1])}|{seed}|{'refined' if refine else 'mean'}"
+    key = f"{arrays_key(a[1])}|{arrays_key(b[1])}|{seed}|{encoding_tag(refine)}"
     frames = interpolate(folder, key, rec_a.decoded.latent, rec_b.decoded.latent, steps, spherical, max_z)
     st.session_state["interpolation_frames"] = len(frames)
 

@@ -19,13 +19,12 @@ import dataclasses
 import json
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from crystal_explorer.errors import CrystalExplorerError
+from crystal_explorer.errors import CrystalExplorerError, report_error
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "single_cell"
 # atoms_in/out: the true atoms in the cube and the decoded ones; atoms_within_0.5A and species_exact: fractions
@@ -298,16 +297,13 @@ def main(argv: list[str] | None = None) -> int:
             done, refused = reconstruct_many(args)
             print(f"wrote {args.out}/summary.csv: {done} reconstructed, {refused} refused")
             if done == 0:
-                print(f"error: none of the {refused} inputs could be reconstructed (reasons in {args.out}/summary.csv)", file=sys.stderr)
-                return 2
+                return report_error(f"none of the {refused} inputs could be reconstructed (reasons in {args.out}/summary.csv)")
             return 0
         summary = reconstruct_one(args) if args.command == "reconstruct" else run(args)
     except CrystalExplorerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {getattr(exc, 'filename', '')}", file=sys.stderr)
-        return 2
+        return report_error(f"{exc.strerror or exc}: {getattr(exc, 'filename', '')}")
     print(f"wrote {args.out}/summary.json ({args.command})")
     return 0 if summary else 1
 

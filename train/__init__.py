@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 
-from crystal_explorer.errors import CrystalExplorerError
+from crystal_explorer.errors import CrystalExplorerError, report_error
 
 USER_ERRORS = (CrystalExplorerError, ValueError, FileNotFoundError)  # bad input, reported in one line
 
 
 def user_error(exc: Exception) -> int:
     """Report bad input as one line on stderr; the exit status every train command gives it (2)."""
-    print(f"error: {exc}", file=sys.stderr)
-    return 2
+    return report_error(exc)
 
 
 def json_command(action: Callable[[], dict]) -> int:

@@ -156,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"nothing to resume: {resume} does not exist")
     started = time.time()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
-    trainer.save_checkpoint(run_dir / "last.ckpt")
+    trainer.save_checkpoint(run_dir / "last.ckpt", weights_only=False)  # optimizer and loops too, for --resume
     seconds = time.time() - started
     if trainer.is_global_zero:
         export = Path(args.export) if args.export else run_dir / "export"
