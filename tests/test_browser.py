@@ -149,6 +149,24 @@ def assert_no_errors(page) -> None:
     assert not errors, f"{errors}\nserver log:\n{server_log_tail()}"
 
 
+def frame_html(frame) -> str:
+    try:
+        return frame.content() or ""
+    except sync_api.Error:  # detached while Streamlit redraws
+        return ""
+
+
+def wait_for_atoms_viewer(page, timeout_s: float = 60.0) -> list:
+    """The py3Dmol iframes that hold a scene (their HTML adds cylinders), polled until one is there."""
+    end = time.perf_counter() + timeout_s
+    while True:
+        frames = [f for f in page.frames if f != page.main_frame and "addCylinder" in frame_html(f)]
+        if frames:
+            return frames
+        assert time.perf_counter() < end, f"no atoms viewer after {timeout_s:.0f} s"
+        page.wait_for_timeout(250)
+
+
 def wait_for_change(page, before: str, timeout_s: float = 60.0) -> None:
     end = time.perf_counter() + timeout_s
     while page.evaluate(SCENE_SIGNATURE) == before:
@@ -202,14 +220,15 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
         page.screenshot(path=str(out / "screenshot_reconstruct.png"), full_page=True)
 
         page.get_by_role("tab", name="Unit cell").click()
-        page.wait_for_timeout(4000)
-        frames = [f for f in page.frames if f != page.main_frame and "addCylinder" in (f.content() or "")]
-        assert frames, "no atoms viewer"
+        frames = wait_for_atoms_viewer(page)
         # 12 black cell edges per viewer (the input's cell and the decoded crystal's)
         assert frames[0].content().count('"color": "black"') >= 24
         if LOCAL_3DMOL.is_file():
             # with the offline copy of 3Dmol.js (installed by .ci/run) the atoms viewer draws on a canvas
-            assert frames[0].locator("canvas").count() > 0, "the 3Dmol atoms viewer drew nothing"
+            try:
+                frames[0].locator("canvas").first.wait_for(state="attached", timeout=60_000)
+            except sync_api.TimeoutError:
+                pytest.fail("the 3Dmol atoms viewer drew nothing in 60 s")
         page.screenshot(path=str(out / "screenshot_cell.png"), full_page=True)
         page.get_by_role("tab", name="Atom by atom").click()
         page.wait_for_timeout(1500)
@@ -222,7 +241,10 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
             page.wait_for_timeout(3000)  # let plotly (software WebGL) and the 3Dmol iframe draw
             assert_no_errors(page)
             if path in ("latent", "interpolation", "samples"):
-                assert page.evaluate(COUNT_SURFACES) > 1, f"{path}: the density scene shows fewer than two isosurfaces"
+                try:  # a loaded machine may take longer than the pause above
+                    page.wait_for_function(f"({COUNT_SURFACES})() > 1", timeout=60_000)
+                except sync_api.TimeoutError:
+                    pytest.fail(f"{path}: the density scene shows fewer than two isosurfaces after 60 s")
             if path == "latent":
                 # the live scene: one plot div that Plotly.react redraws in place (no remount, camera kept)
                 assert page.locator("div.ce-live-scene").count() == 1, "the latent scene is not the live scene"
