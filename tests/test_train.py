@@ -143,6 +143,26 @@ def test_init_from_continues_the_exported_weights_and_extends_the_ledger(first_r
     assert ledger[-1]["samples"] == 2 and ledger[-1]["lr"] == pytest.approx(1e-9)
 
 
+def test_init_from_keeps_how_the_model_is_decoded(first_run, run_setup):
+    import shutil
+
+    code, run_dir = first_run
+    assert code == 0
+    tmp, csv, config = run_setup
+    start = tmp / "start_with_refinement"
+    shutil.copytree(run_dir / "export", start, dirs_exist_ok=True)
+    meta = json.loads((start / "model.json").read_text())
+    meta["refinement"] = {"steps": 0, "lr": 0.1}  # as the shipped lattice model says: decode the posterior mean
+    (start / "model.json").write_text(json.dumps(meta))
+    code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "1", "--batch-size", "2",
+                            "--runs", str(tmp / "runs_refinement"), "--accelerator", "cpu", "--init-from", str(start),
+                            "--export", str(tmp / "continued_refinement"))
+    assert code == 0
+    _, meta = load_model(tmp / "continued_refinement")
+    # evaluating the export decodes it as the starting checkpoint was, not with the default refinement
+    assert meta["refinement"] == {"steps": 0, "lr": 0.1}
+
+
 def test_accumulated_batches_count_every_sample_in_the_ledger(first_run, run_setup):
     _, _, meta = _continue(first_run, run_setup, "accumulated", 2, "accumulate_batches=3")
     stage = meta["training_stages"][-1]

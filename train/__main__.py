@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+# model.json keys a stage started with --init-from carries into its export: how the model is decoded (the
+# refinement was chosen on val for these weights' ancestors), so an export evaluates as the shipped model would
+INHERITED_METADATA = ("refinement", "refinement_note")
+
 
 def _git_revision() -> str:
     try:
@@ -114,10 +118,12 @@ def _train(args: argparse.Namespace) -> int:
     (run_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
     module = CrystalVAEModule(run.to_dict(), max_minutes=args.max_minutes)
     stages: list[dict] = []
+    inherited: dict = {}  # how the starting checkpoint is decoded (refinement chosen on val), kept in the export
     initialised: bool | str = False
     if args.init_from:
         initial, initial_meta = load_model(args.init_from)
         stages = list(initial_meta.get("training_stages", []))
+        inherited = {k: initial_meta[k] for k in INHERITED_METADATA if k in initial_meta}
         if initial.config == module.model.config:
             module.model.load_state_dict(initial.state_dict())
             initialised = True
@@ -182,6 +188,7 @@ def _train(args: argparse.Namespace) -> int:
             "samples_per_second": samples / max(seconds, 1e-9),
             "training_stages": stages,
             "samples_seen": sum(stage_samples(s) for s in stages),
+            **inherited,
         })
         print(f"trained {trainer.global_step} steps in {seconds:.0f} s ({samples / seconds:.1f} samples/s); weights in {export}")
     return 0
