@@ -811,7 +811,14 @@ def model_page() -> None:
     cols = st.columns(4)
     cols[0].metric("Representation", model.representation)
     cols[1].metric("Latent size", model.latent_size)
-    cols[2].metric("Training steps", meta.get("steps", "—"))
+    trained = report.training_summary(meta)
+    if trained["stages"]:
+        cols[2].metric("Samples seen in training", f"{trained['samples'] / 1000:,.0f} k",
+                       help=f"{trained['stages']} training stages ({trained['gpu_stages']} on a GPU, "
+                            f"{trained['cpu_stages']} on a CPU), each continuing from the previous one's weights; "
+                            "the ledger below lists them")
+    else:
+        cols[2].metric("Training steps", meta.get("steps", "—"))
     data = meta.get("data", {})
     cols[3].metric("Training crystals", data.get("n_train", "—"))
     if data:
@@ -836,6 +843,15 @@ def model_page() -> None:
             st.dataframe(report.flat_metrics_table(metrics), hide_index=True)
     else:
         st.info("No held-out metrics (metrics.json) for this checkpoint yet.")
+    if trained["stages"]:
+        st.subheader("Training ledger")
+        st.caption("Every training stage of these weights, each continuing from the one before: device, minutes, "
+                   "samples, learning rate, and the validation metrics measured after it (val split, plain decoding "
+                   "of the posterior mean, not refined; blank where a stage was not scored).")
+        curve = ROOT / folder / "learning_curve.png"
+        if curve.is_file():
+            st.image(str(curve))
+        st.dataframe(report.ledger_table(meta), hide_index=True)
     log_file = ROOT / folder / "train_log.csv"
     if log_file.is_file():
         st.subheader("Loss curves")

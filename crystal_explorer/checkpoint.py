@@ -15,6 +15,12 @@ from crystal_explorer.models import CrystalVAE, ModelConfig
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 _HALF_ABOVE = 4096  # large float tensors are stored as float16 to keep each file under 16 MiB
+_BATCH_OF_UNLOGGED_STAGES = 64  # stages trained before the ledger recorded samples ran at batch 64
+
+
+def stage_samples(stage: dict) -> int:
+    """Samples one stage of model.json's `training_stages` ledger trained on (older entries recorded only steps)."""
+    return int(stage.get("samples", stage.get("steps", 0) * _BATCH_OF_UNLOGGED_STAGES))
 
 
 def atomic_write(path: Path, data: bytes) -> None:

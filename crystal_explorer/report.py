@@ -311,6 +311,42 @@ def flat_metrics_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "value", "unit"])
 
 
+def training_summary(meta: dict) -> dict:
+    """Totals of model.json's training ledger: stages, samples seen, minutes, and how many stages ran on a GPU."""
+    from crystal_explorer.checkpoint import stage_samples
+
+    stages = meta.get("training_stages") or []
+    gpu = sum("cpu" not in str(s.get("device", "")).lower() for s in stages)
+    return {"stages": len(stages), "gpu_stages": gpu, "cpu_stages": len(stages) - gpu,
+            "samples": sum(stage_samples(s) for s in stages),
+            "minutes": sum(float(s.get("minutes") or 0) for s in stages)}
+
+
+def ledger_table(meta: dict) -> pd.DataFrame:
+    """One row per training stage: device, minutes, samples (cumulative too), learning rate, what it trained and
+    the validation metrics recorded after it (%, blank where none were)."""
+    from crystal_explorer.checkpoint import stage_samples
+
+    rows, seen = [], 0
+    for stage in meta.get("training_stages") or []:
+        seen += stage_samples(stage)
+        val = stage.get("validation") or stage.get("validation_at_the_time") or {}
+
+        def pct(key: str, val: dict = val) -> str:
+            return "" if val.get(key) is None else f"{100 * val[key]:.1f}"
+
+        device = str(stage.get("device", "—"))
+        rows.append({
+            "stage": stage.get("stage"), "device": device.replace("NVIDIA ", "").replace(" 80GB HBM3", ""),
+            "minutes": "" if stage.get("minutes") is None else f"{float(stage['minutes']):.0f}",
+            "samples": f"{stage_samples(stage):,}", "samples seen": f"{seen:,}",
+            "lr": "" if stage.get("lr") is None else f"{float(stage['lr']):.0e}",
+            "val atoms within 0.5 Å (%)": pct("atoms_within_0.5A"), "val count exact (%)": pct("count_exact"),
+            "val species exact (%)": pct("species_exact"), "what": stage.get("what", ""),
+        })
+    return pd.DataFrame(rows)
+
+
 def held_out_sentence(metrics: dict, representation: str) -> str:
     """One plain sentence on how well the model does on held-out crystals, and whether it is under-trained."""
     n = metrics.get("n_structures", "?")

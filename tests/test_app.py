@@ -352,3 +352,14 @@ def test_scenes_fall_back_to_plotly_chart_without_the_live_scene(monkeypatch) ->
     finally:
         monkeypatch.delenv("CRYSTAL_EXPLORER_LIVE_SCENE")
         st.cache_resource.clear()
+
+
+def test_model_page_lists_the_training_ledger_and_counts_samples_across_stages() -> None:
+    at = open_page("model")
+    meta = json.loads((Path(APP).parent / "checkpoints" / "single_cell" / "model.json").read_text())
+    seen = next(m for m in at.metric if m.label == "Samples seen in training")
+    assert seen.value == f"{meta['samples_seen'] / 1000:,.0f} k"
+    ledger = at.dataframe[2].value
+    assert len(ledger) == len(meta["training_stages"])
+    assert ledger["samples seen"].iloc[-1] == f"{meta['samples_seen']:,}"
+    assert len(at.get("image")) == 5  # the four metric figures and the learning curve

@@ -82,3 +82,16 @@ def test_metrics_tables_and_sentence_from_a_shipped_checkpoint() -> None:
     sentence = report.held_out_sentence(metrics, "single")
     assert sentence.startswith(f"On {metrics['n_structures']} held-out crystals") and sentence.count(".") >= 1
     assert ("under-trained" in sentence) == (metrics["atoms_within_0.5A"] < 0.891)
+
+
+def test_ledger_table_counts_samples_across_stages_and_shows_validation_where_recorded():
+    meta = {"training_stages": [
+        {"stage": 0, "steps": 10, "device": "NVIDIA H100 80GB HBM3"},  # an old entry: steps only, batch 64
+        {"stage": 1, "samples": 100, "minutes": 12.4, "lr": 3e-5, "device": "cpu (1 threads)", "what": "decoder",
+         "validation": {"atoms_within_0.5A": 0.5, "count_exact": 0.25, "species_exact": 0.125}},
+    ]}
+    table = report.ledger_table(meta)
+    assert list(table["samples seen"]) == ["640", "740"] and list(table["device"]) == ["H100", "cpu (1 threads)"]
+    assert table["val atoms within 0.5 Å (%)"].tolist() == ["", "50.0"] and table["lr"].iloc[1] == "3e-05"
+    assert report.training_summary(meta) == {"stages": 2, "gpu_stages": 1, "cpu_stages": 1, "samples": 740,
+                                             "minutes": 12.4}

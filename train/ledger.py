@@ -14,14 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
+from crystal_explorer.checkpoint import stage_samples
+
 CURVE_FILE = "learning_curve.png"
 CURVE_METRICS = ("atoms_within_0.5A", "count_exact", "species_exact")
-_BATCH_OF_UNLOGGED_STAGES = 64  # stages trained before the ledger recorded samples ran at batch 64
-
-
-def stage_samples(stage: dict) -> int:
-    """Samples a stage trained on (older entries recorded only steps)."""
-    return int(stage.get("samples", stage.get("steps", 0) * _BATCH_OF_UNLOGGED_STAGES))
 
 
 def validation_summary(metrics: dict) -> dict:
