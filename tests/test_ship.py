@@ -71,3 +71,15 @@ def test_an_export_that_does_not_continue_the_folder_is_refused_and_nothing_chan
     assert main(["--export", str(folder), "--into", str(shipped), "--log", str(log)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
+
+
+def test_labels_the_folder_gave_earlier_stages_after_the_run_began_are_kept(shipped, export):
+    """Two stages shipped in turn: the second run began before the first was labelled and validated."""
+    folder, log = export
+    meta = json.loads((shipped / "model.json").read_text())
+    meta["training_stages"][0].update(what="relabelled", validation={"x": 2})
+    (shipped / "model.json").write_text(json.dumps(meta))
+    ship(folder, shipped, log, what="second")
+    stages = json.loads((shipped / "model.json").read_text())["training_stages"]
+    assert stages[0]["what"] == "relabelled" and stages[0]["validation"] == {"x": 2}
+    assert stages[1]["what"] == "second" and stages[1]["samples"] == 64

@@ -6,7 +6,7 @@
 The export of a stage started with `python -m train --init-from FOLDER` carries FOLDER's ledger plus the new
 stage. This command checks that it continues exactly that folder's ledger (same model config, same earlier
 stages), then replaces the folder's weights and model.json, keeping what the folder holds beyond the export
-(its `note`, and its prior, cell head, directions, samples and metrics, which are stale until refitted:
+(its `note`, the labels of its earlier stages, and its prior, cell head, directions, samples and metrics, which are stale until refitted:
 checkpoints/README.md lists the commands), labels the new stage with `--what`, and appends the stage's
 training rows to train_log.csv with steps counted across stages. Record the stage's validation metrics
 afterwards with `python -m train.ledger --metrics`.
@@ -64,11 +64,14 @@ def ship(export: str | Path, into: str | Path, log_csv: str | Path | None = None
     export, into = Path(export), Path(into)
     shipped_meta, export_meta = read_metadata(into), read_metadata(export)
     check_continues(shipped_meta, export_meta)
-    stages = export_meta["training_stages"]
+    # the earlier stages as the folder has them: labels added since the run began (a stage's `what` and
+    # `validation`) are in the folder's ledger only
+    stages = [*(shipped_meta.get("training_stages") or []), export_meta["training_stages"][-1]]
     stage = stages[-1]
     if what:
         stage["what"] = what
-    meta = {**export_meta, **{k: shipped_meta[k] for k in KEPT_METADATA if k in shipped_meta}}
+    meta = {**export_meta, "training_stages": stages,
+            **{k: shipped_meta[k] for k in KEPT_METADATA if k in shipped_meta}}
     rows: list[dict] = []
     log_path = into / LOG_FILE
     if log_csv is not None:
