@@ -6,8 +6,8 @@
 The export of a stage started with `python -m train --init-from FOLDER` carries FOLDER's ledger plus the new
 stage. This command checks that it continues exactly that folder's ledger (same model config, same earlier
 stages), then replaces the folder's weights and model.json, keeping what the folder holds beyond the export
-(its `note`, the labels of its earlier stages, and its prior, cell head, directions, samples and metrics, which are stale until refitted:
-checkpoints/README.md lists the commands), labels the new stage with `--what`, and appends the stage's
+(its `note`, the labels of its earlier stages, and its prior, cell head, directions, samples and metrics, which
+are stale until refitted: checkpoints/README.md lists the commands), labels the new stage with `--what`, and appends the stage's
 training rows to train_log.csv with steps counted across stages. Record the stage's validation metrics
 afterwards with `python -m train.ledger --metrics`.
 """
