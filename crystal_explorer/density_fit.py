@@ -32,6 +32,11 @@ A charge-balance prior (among each predicted element's top-3 candidates, prefer 
 pymatgen's common oxidation states within a log-probability margin) made species worse at every margin
 (all 68.8 → 67.5 → 65.7 % for margins 2 → 40; Perov-5 64.7 → 58.5 %): many Perov-5 compositions are not
 balanced by common states, and the wrong candidates often are.
+
+The rule follows the U-Net whose votes it weighs, so each checkpoint stores its own in model.json
+("segmentation": "species_rule"), chosen on val by `python -m train.calibrate --species-rules`; the defaults
+below are stage 3's. For stage 8 of single_cell (2026-11-27) the calibration chose σ_Z = 3 and a heavy floor of 10
+(checkpoints/README.md).
 """
 
 from __future__ import annotations

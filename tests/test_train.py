@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -335,17 +336,45 @@ def test_evaluation_of_a_missing_checkpoint_exits_with_one_line(run_setup, tmp_p
 def test_calibration_sweeps_offsets_and_stores_the_choice(first_run, run_setup, tmp_path, capsys):
     import shutil
 
+    from crystal_explorer.density_fit import SpeciesRule
     from crystal_explorer.latent import CrystalModel
-    from train.calibrate import OFFSETS, main
+    from train.calibrate import OFFSETS, main, species_rules
 
     code, run_dir = first_run
     assert code == 0
     _, csv, _ = run_setup
     folder = tmp_path / "model"
     shutil.copytree(run_dir / "export", folder)
-    assert main(["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "3", "--write"]) == 0
+    assert main(["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "3", "--refine-steps", "2",
+                 "--species-rules", "--write"]) == 0
     segmentation = json.loads((folder / "model.json").read_text())["segmentation"]
     assert set(segmentation["sweep"]) == {str(b) for b in OFFSETS}
     assert segmentation["background_logit_offset"] in OFFSETS and segmentation["n_structures"] == 3
-    assert CrystalModel.from_checkpoint(folder, device="cpu").background_offset == segmentation["background_logit_offset"]
-    assert "chosen background offset" in capsys.readouterr().out
+    assert segmentation["refinement_steps"] == 2
+    model = CrystalModel.from_checkpoint(folder, device="cpu")
+    assert model.background_offset == segmentation["background_logit_offset"]
+    # the chosen rule is one of the grid's (or the default kept), and the model decodes with it
+    rule = SpeciesRule.from_dict(segmentation["species_rule"])
+    assert rule in species_rules() or rule == SpeciesRule()
+    assert model.segmentation["species_rule"] == segmentation["species_rule"]
+    assert segmentation["species_rule_score"]["chosen"] >= segmentation["species_rule_score"]["before"]
+    out = capsys.readouterr().out
+    assert "chosen background offset" in out and "chosen species rule" in out
+
+
+def test_species_rule_grid_is_every_combination():
+    from train.calibrate import SPECIES_GRID, species_rules
+
+    rules = species_rules()
+    assert len(set(rules)) == len(rules) == int(np.prod([len(v) for v in SPECIES_GRID.values()]))
+
+
+def test_offsets_tie_break_on_species_then_the_smaller_shift():
+    from train.calibrate import offset_key
+
+    same = {"count_exact": 1.0, "atoms_within_0.5A": 1.0, "pred_atoms_within_0.5A": 1.0}
+    ranked = sorted([(-1.0, same | {"species_exact": 0.5, "formula_exact": 0.0}),
+                     (0.0, same | {"species_exact": 0.5, "formula_exact": 0.0}),
+                     (2.0, same | {"species_exact": 0.8, "formula_exact": 0.0})],
+                    key=lambda item: offset_key(*item), reverse=True)
+    assert [b for b, _ in ranked] == [2.0, 0.0, -1.0]

@@ -1,43 +1,92 @@
-"""`python -m train.calibrate`: choose the segmentation's background offset on the validation split.
+"""`python -m train.calibrate`: choose how decodings become atoms, on the validation split.
 
-An under-trained U-Net calls many faint atom voxels background, so decodings miss atoms (counts fall
-short of the truth). Subtracting an offset b from the background logit before the argmax trades missed
-atoms for spurious ones. This decodes up to N crystals of the **val** split per source once, segments
-them at every offset in the sweep (with the model's split and species rules, `CrystalModel.atoms_of`), and keeps the offset with the best score
-(count_exact + atoms_within_0.5A + pred_atoms_within_0.5A, each a fraction). With `--write` the choice
-goes into CHECKPOINT/model.json under "segmentation", which `CrystalModel` applies to every decoding.
+Two choices, both stored in CHECKPOINT/model.json under "segmentation" with `--write`:
 
-    python -m train.calibrate --checkpoint checkpoints/single_cell --data ../shared/data/*.csv.gz --limit 60 --write
+- the **background offset** b, subtracted from the U-Net's background logit before the argmax: an
+  under-trained U-Net calls many faint atom voxels background, so decodings miss atoms. Chosen by
+  count_exact + atoms_within_0.5A + pred_atoms_within_0.5A (each a fraction);
+- with `--species-rules` (single-cell models, species "amplitude+vote"), the **species rule**
+  (`crystal_explorer.density_fit.SpeciesRule`) at the chosen offset, from the grid `SPECIES_GRID`: chosen by
+  species_exact + formula_exact. A rule retuned for each new U-Net, whose votes it weighs against the
+  amplitudes.
+
+Each crystal is decoded once, as the app decodes it (the posterior mean refined as the checkpoint says,
+`--refine-steps 0` for the plain mean), and segmented at every offset in the sweep with the model's split rule.
+
+    python -m train.calibrate --checkpoint checkpoints/single_cell --data data_cache/{mp_ground_states,perov_5_val,carbon_24_val,mp_bulk}.npz \
+        --limit 100 --species-rules --write
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
 OFFSETS = (-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+SPECIES_GRID = {  # SpeciesRule fields and the values swept (3 · 2 · 3 · 4 · 3 = 216 rules)
+    "sigma_z": (1.5, 2.0, 3.0),
+    "floor": (1e-4, 1e-2),
+    "light_max_z": (8, 10, 18),
+    "heavy_sigma_z": (0.5, 0.7, 1.0, 1.5),
+    "heavy_floor": (0.1, 1.0, 10.0),
+}
+KEYS = ("count_exact", "atoms_within_0.5A", "pred_atoms_within_0.5A", "species_exact", "formula_exact",
+        "n_pred_atoms", "n_true_atoms")
 
 
 def score(summary: dict) -> float:
-    """What the sweep maximises: exact counts plus recall and precision of atom positions (0 to 3)."""
+    """What the offset sweep maximises: exact counts plus recall and precision of atom positions (0 to 3)."""
     return sum(float(summary.get(k) or 0.0) for k in ("count_exact", "atoms_within_0.5A", "pred_atoms_within_0.5A"))
 
 
-def sweep(checkpoint: str, data: list[str], limit: int, seed: int, offsets=OFFSETS, split: str = "val") -> dict:
-    """Metrics of the `split` crystals' reconstructions at each background offset: {offset: summary}."""
+def offset_key(offset: float, summary: dict) -> tuple:
+    """How offsets rank: by `score`, ties broken by `species_score`, then by the smaller shift."""
+    return score(summary), species_score(summary), -abs(offset)
+
+
+def species_score(summary: dict) -> float:
+    """What the species-rule sweep maximises: species exact over matched pairs plus formula exact (0 to 2)."""
+    return sum(float(summary.get(k) or 0.0) for k in ("species_exact", "formula_exact"))
+
+
+def _species_text(summary: dict) -> str:
+    return f"species {summary.get('species_exact') or 0:.3f}, formula {summary.get('formula_exact') or 0:.3f}"
+
+
+def species_rules(grid: dict = SPECIES_GRID) -> list:
+    """Every `SpeciesRule` of the grid (field → values)."""
+    from crystal_explorer.density_fit import SpeciesRule
+
+    return [SpeciesRule(**dict(zip(grid, values, strict=True))) for values in itertools.product(*grid.values())]
+
+
+@dataclasses.dataclass
+class Decoding:
+    """One val crystal decoded: its encoding, decoded density (Z units) and U-Net logits (C, n, n, n)."""
+
+    encoded: object
+    density: np.ndarray
+    logits: np.ndarray
+
+
+def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val", refine_steps: int | None = None
+               ) -> list[Decoding]:
+    """Decode up to `limit` crystals of `split` per source, refined as the model says (or `refine_steps`)."""
     import torch
     from tqdm import tqdm
 
-    from crystal_explorer.latent import CrystalModel, compare_with_truth
-    from crystal_explorer.metrics import summarise
     from crystal_explorer.representation import place
     from train.data import read_bundle
 
-    model = CrystalModel.from_checkpoint(checkpoint, device="cpu")
-    comparisons: dict[float, list] = {b: [] for b in offsets}
+    refinement = model.refinement
+    if refine_steps is not None:
+        refinement = dataclasses.replace(refinement, steps=refine_steps)
+    out = []
     for path in data:
         bundle = read_bundle([path], progress=False)
         indices = (np.arange(len(bundle)) if split == "all" else np.flatnonzero(bundle.splits == split))[:limit]
@@ -46,19 +95,65 @@ def sweep(checkpoint: str, data: list[str], limit: int, seed: int, offsets=OFFSE
         placements = [p for p in placements if p is not None]
         for start in tqdm(range(0, len(placements), 8), desc=f"{Path(path).name} ({split})", unit=" batch"):
             encoded = model.encode_placements(placements[start : start + 8])
-            for enc in encoded:
+            latents = model.refine(encoded, refinement)
+            for enc, latent in zip(encoded, latents, strict=True):
                 with torch.no_grad():
-                    z = torch.from_numpy(enc.mean[None].astype(np.float32))
+                    z = torch.from_numpy(latent[None].astype(np.float32))
                     density = model.network.decode(z, model.condition_for(density=enc.density))
                     logits = model.network.segment(density).float()[0].numpy()
-                dens = density[0, 0].numpy() * model.scale
-                for b in offsets:
-                    shifted = logits.copy()
-                    shifted[0] -= b
-                    species = shifted.argmax(0)
-                    atoms = model.atoms_of(species, dens)  # the model's own rule: split and species
-                    comparisons[b].append(compare_with_truth(enc.placement, atoms, model.grid, enc.density, dens))
-    return {b: summarise(cs) | {"n_structures": len(cs)} for b, cs in comparisons.items()}
+                out.append(Decoding(enc, density[0, 0].numpy() * model.scale, logits))
+    return out
+
+
+def segmented(model, decodings: list[Decoding], offset: float) -> list:
+    """The atoms (species not yet assigned by a rule) and amplitudes of each decoding at one offset."""
+    from crystal_explorer.density_fit import fit_amplitudes
+    from crystal_explorer.segment import atoms_from_species_grid
+
+    split = model.segmentation["split_angstrom"]
+    out = []
+    for d in decodings:
+        shifted = d.logits.copy()
+        shifted[0] -= offset
+        atoms = atoms_from_species_grid(shifted.argmax(0), model.grid, weights=d.density, split_angstrom=split)
+        out.append((atoms, fit_amplitudes(d.density, atoms.positions, model.grid) if len(atoms) else np.zeros(0)))
+    return out
+
+
+def summary_for(model, decodings: list[Decoding], atoms_list: list, rule=None) -> dict:
+    """Metrics of the decodings' atoms against the truth; with `rule`, species from that `SpeciesRule`."""
+    from crystal_explorer.density_fit import species_from_amplitudes
+    from crystal_explorer.latent import compare_with_truth
+    from crystal_explorer.metrics import summarise
+    from crystal_explorer.segment import Atoms
+
+    comparisons = []
+    for d, (atoms, amplitudes) in zip(decodings, atoms_list, strict=True):
+        if rule is not None and len(atoms):
+            z = species_from_amplitudes(amplitudes, atoms.votes, model.network.config.max_z, rule)
+            atoms = Atoms(atoms.positions, z, atoms.n_voxels, atoms.votes)
+        comparisons.append(compare_with_truth(d.encoded.placement, atoms, model.grid, d.encoded.density, d.density))
+    return summarise(comparisons) | {"n_structures": len(comparisons)}
+
+
+def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None) -> tuple[dict, dict]:
+    """({offset: summary} with the model's species rule, {rule: summary} at the best offset; {} without rules)."""
+    from tqdm import tqdm
+
+    from crystal_explorer.density_fit import SpeciesRule
+
+    current = SpeciesRule.from_dict(model.segmentation["species_rule"])
+    uses_rule = model.segmentation["species"] == "amplitude+vote"
+    by_offset, atoms_at = {}, {}
+    for b in tqdm(offsets, desc="offsets", unit=" offset"):
+        atoms_at[b] = segmented(model, decodings, b)
+        by_offset[b] = summary_for(model, decodings, atoms_at[b], current if uses_rule else None)
+    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b]))
+    by_rule = {}
+    if rules and uses_rule:
+        for rule in tqdm(rules, desc=f"species rules at offset {best}", unit=" rule"):
+            by_rule[rule] = summary_for(model, decodings, atoms_at[best], rule)
+    return by_offset, by_rule
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,31 +163,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", required=True)
     parser.add_argument("--limit", type=int, default=60, help="at most N val crystals per source")
     parser.add_argument("--split", choices=("train", "val", "test", "all"), default="val",
-                        help="never test: that is where the chosen offset is evaluated")
+                        help="never test: that is where the choice is evaluated")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--write", action="store_true", help="store the chosen offset in CHECKPOINT/model.json")
+    parser.add_argument("--offsets", type=float, nargs="+", default=list(OFFSETS), help="background offsets swept")
+    parser.add_argument("--refine-steps", type=int, help="refinement steps (default: the checkpoint's; 0 = posterior mean)")
+    parser.add_argument("--species-rules", action="store_true", help="also choose the species rule (SPECIES_GRID)")
+    parser.add_argument("--write", action="store_true", help="store the choices in CHECKPOINT/model.json")
     args = parser.parse_args(argv)
     from crystal_explorer.checkpoint import META_FILE, atomic_write, read_metadata
+    from crystal_explorer.density_fit import SpeciesRule
+    from crystal_explorer.latent import CrystalModel
     from train import USER_ERRORS, user_error
 
     try:
         meta = read_metadata(args.checkpoint)
-        results = sweep(args.checkpoint, args.data, args.limit, args.seed, split=args.split)
+        model = CrystalModel.from_checkpoint(args.checkpoint, device="cpu")
+        decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps)
+        by_offset, by_rule = sweep(model, decodings, tuple(args.offsets), rules=species_rules() if args.species_rules else None)
     except USER_ERRORS as exc:
         return user_error(exc)
-    keys = ("count_exact", "atoms_within_0.5A", "pred_atoms_within_0.5A", "species_exact", "n_pred_atoms", "n_true_atoms")
-    print(f"{'offset':>6} " + " ".join(f"{k:>22}" for k in keys) + f" {'score':>6}")
-    for b, summary in results.items():
-        print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in keys) + f" {score(summary):>6.3f}")
-    best = max(results, key=lambda b: score(results[b]))
-    print(f"chosen background offset: {best} (score {score(results[best]):.3f}; 0 gives {score(results.get(0.0, {})):.3f})")
+    print(f"{'offset':>6} " + " ".join(f"{k:>22}" for k in KEYS) + f" {'score':>6}")
+    for b, summary in by_offset.items():
+        print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in KEYS) + f" {score(summary):>6.3f}")
+    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b]))
+    print(f"chosen background offset: {best} (score {score(by_offset[best]):.3f}; 0 gives {score(by_offset.get(0.0, {})):.3f})")
+    segmentation = {**meta.get("segmentation", {}),
+                    "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
+                    "split": args.split, "n_structures": by_offset[best]["n_structures"], "score": score(by_offset[best]),
+                    "refinement_steps": args.refine_steps if args.refine_steps is not None else model.refinement.steps,
+                    "sweep": {str(b): {k: by_offset[b].get(k) for k in KEYS} for b in by_offset}}
+    if by_rule:
+        ranked = sorted(by_rule, key=lambda r: species_score(by_rule[r]), reverse=True)
+        current = SpeciesRule.from_dict(model.segmentation["species_rule"])
+        print(f"\nspecies rules at offset {best}, best 10 of {len(ranked)} (the current rule: "
+              f"{_species_text(by_offset[best])}):")
+        for rule in ranked[:10]:
+            s = by_rule[rule]
+            print(f"  {_species_text(s)}  {dataclasses.asdict(rule)}")
+        chosen = ranked[0]
+        if species_score(by_rule[chosen]) <= species_score(by_offset[best]):
+            chosen = current  # the grid found nothing better: keep what is there
+        print(f"chosen species rule: {dataclasses.asdict(chosen)}")
+        segmentation["species_rule"] = dataclasses.asdict(chosen)
+        segmentation["species_rule_score"] = {"chosen": species_score(by_rule.get(chosen, by_offset[best])),
+                                              "before": species_score(by_offset[best]), "n_rules": len(by_rule)}
     if args.write:
-        meta["segmentation"] = {
-            **meta.get("segmentation", {}),
-            "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
-            "split": args.split, "n_structures": results[best]["n_structures"], "score": score(results[best]),
-            "sweep": {str(b): {k: results[b].get(k) for k in keys} for b in results},
-        }
+        meta["segmentation"] = segmentation
         atomic_write(Path(args.checkpoint) / META_FILE, json.dumps(meta, indent=2, default=str).encode())
         print(f"written to {Path(args.checkpoint) / META_FILE}")
     return 0
