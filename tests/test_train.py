@@ -378,3 +378,12 @@ def test_offsets_tie_break_on_species_then_the_smaller_shift():
                      (2.0, same | {"species_exact": 0.8, "formula_exact": 0.0})],
                     key=lambda item: offset_key(*item), reverse=True)
     assert [b for b, _ in ranked] == [2.0, 0.0, -1.0]
+
+
+def test_lattice_offsets_weigh_recall_against_precision():
+    from train.calibrate import score
+
+    few = {"count_exact": 0.0, "atoms_within_0.5A": 0.12, "pred_atoms_within_0.5A": 0.94, "species_exact": 0.18}
+    more = {"count_exact": 0.0, "atoms_within_0.5A": 0.23, "pred_atoms_within_0.5A": 0.59, "species_exact": 0.29}
+    assert score(few) > score(more)  # a single cell's score rewards the precise, sparse segmentation
+    assert score(more, "lattice") > score(few, "lattice")  # the lattice's F1 + species does not

@@ -3,8 +3,7 @@
 Two choices, both stored in CHECKPOINT/model.json under "segmentation" with `--write`:
 
 - the **background offset** b, subtracted from the U-Net's background logit before the argmax: an
-  under-trained U-Net calls many faint atom voxels background, so decodings miss atoms. Chosen by
-  count_exact + atoms_within_0.5A + pred_atoms_within_0.5A (each a fraction);
+  under-trained U-Net calls many faint atom voxels background, so decodings miss atoms. Chosen by `score`;
 - with `--species-rules` (single-cell models, species "amplitude+vote"), the **species rule**
   (`crystal_explorer.density_fit.SpeciesRule`) at the chosen offset, from the grid `SPECIES_GRID`: chosen by
   species_exact + formula_exact. A rule retuned for each new U-Net, whose votes it weighs against the
@@ -39,14 +38,20 @@ KEYS = ("count_exact", "atoms_within_0.5A", "pred_atoms_within_0.5A", "species_e
         "n_pred_atoms", "n_true_atoms")
 
 
-def score(summary: dict) -> float:
-    """What the offset sweep maximises: exact counts plus recall and precision of atom positions (0 to 3)."""
-    return sum(float(summary.get(k) or 0.0) for k in ("count_exact", "atoms_within_0.5A", "pred_atoms_within_0.5A"))
+def score(summary: dict, representation: str = "single") -> float:
+    """What the offset sweep maximises. A single cell: exact counts plus recall and precision of atom positions
+    (0 to 3). A lattice: the F1 of recall and precision plus species exact (0 to 2); its atom count is never
+    exact (the cube cuts atoms at its faces), and precision alone would pick the offset that finds fewest atoms."""
+    recall, precision = (float(summary.get(k) or 0.0) for k in ("atoms_within_0.5A", "pred_atoms_within_0.5A"))
+    if representation == "lattice":
+        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+        return f1 + float(summary.get("species_exact") or 0.0)
+    return float(summary.get("count_exact") or 0.0) + recall + precision
 
 
-def offset_key(offset: float, summary: dict) -> tuple:
+def offset_key(offset: float, summary: dict, representation: str = "single") -> tuple:
     """How offsets rank: by `score`, ties broken by `species_score`, then by the smaller shift."""
-    return score(summary), species_score(summary), -abs(offset)
+    return score(summary, representation), species_score(summary), -abs(offset)
 
 
 def species_score(summary: dict) -> float:
@@ -148,7 +153,7 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
     for b in tqdm(offsets, desc="offsets", unit=" offset"):
         atoms_at[b] = segmented(model, decodings, b)
         by_offset[b] = summary_for(model, decodings, atoms_at[b], current if uses_rule else None)
-    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b]))
+    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b], model.representation))
     by_rule = {}
     if rules and uses_rule:
         for rule in tqdm(rules, desc=f"species rules at offset {best}", unit=" rule"):
@@ -184,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         return user_error(exc)
     print(f"{'offset':>6} " + " ".join(f"{k:>22}" for k in KEYS) + f" {'score':>6}")
     for b, summary in by_offset.items():
-        print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in KEYS) + f" {score(summary):>6.3f}")
-    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b]))
-    print(f"chosen background offset: {best} (score {score(by_offset[best]):.3f}; 0 gives {score(by_offset.get(0.0, {})):.3f})")
+        print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in KEYS) + f" {score(summary, model.representation):>6.3f}")
+    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b], model.representation))
+    rep = model.representation
+    print(f"chosen background offset: {best} (score {score(by_offset[best], rep):.3f}; "
+          f"0 gives {score(by_offset.get(0.0, {}), rep):.3f})")
     segmentation = {**meta.get("segmentation", {}),
                     "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
-                    "split": args.split, "n_structures": by_offset[best]["n_structures"], "score": score(by_offset[best]),
+                    "split": args.split, "n_structures": by_offset[best]["n_structures"], "score": score(by_offset[best], rep),
                     "refinement_steps": args.refine_steps if args.refine_steps is not None else model.refinement.steps,
                     "sweep": {str(b): {k: by_offset[b].get(k) for k in KEYS} for b in by_offset}}
     if by_rule:
