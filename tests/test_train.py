@@ -154,6 +154,7 @@ def test_init_from_keeps_how_the_model_is_decoded(first_run, run_setup):
     shutil.copytree(run_dir / "export", start, dirs_exist_ok=True)
     meta = json.loads((start / "model.json").read_text())
     meta["refinement"] = {"steps": 0, "lr": 0.1}  # as the shipped lattice model says: decode the posterior mean
+    meta["segmentation"] = {"background_logit_offset": 1.5}  # as train.calibrate chose for the lattice
     (start / "model.json").write_text(json.dumps(meta))
     code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "1", "--batch-size", "2",
                             "--runs", str(tmp / "runs_refinement"), "--accelerator", "cpu", "--init-from", str(start),
@@ -162,6 +163,7 @@ def test_init_from_keeps_how_the_model_is_decoded(first_run, run_setup):
     _, meta = load_model(tmp / "continued_refinement")
     # evaluating the export decodes it as the starting checkpoint was, not with the default refinement
     assert meta["refinement"] == {"steps": 0, "lr": 0.1}
+    assert meta["segmentation"] == {"background_logit_offset": 1.5}
 
 
 def test_accumulated_batches_count_every_sample_in_the_ledger(first_run, run_setup):

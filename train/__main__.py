@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 # model.json keys a stage started with --init-from carries into its export: how the model is decoded (the
-# refinement was chosen on val for these weights' ancestors), so an export evaluates as the shipped model would
-INHERITED_METADATA = ("refinement", "refinement_note")
+# refinement and the segmentation were chosen on val for these weights' ancestors), so an export evaluates as the
+# shipped model would; `python -m train.calibrate` re-chooses the segmentation for the new weights
+INHERITED_METADATA = ("refinement", "refinement_note", "segmentation")
 
 
 def _git_revision() -> str:
@@ -118,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
     (run_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
     module = CrystalVAEModule(run.to_dict(), max_minutes=args.max_minutes)
     stages: list[dict] = []
-    inherited: dict = {}  # how the starting checkpoint is decoded (refinement chosen on val), kept in the export
+    inherited: dict = {}  # how the starting checkpoint is decoded (chosen on val), kept in the export
     initialised: bool | str = False
     if args.init_from:
         initial, initial_meta = load_model(args.init_from)
