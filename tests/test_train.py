@@ -153,7 +153,7 @@ def test_init_from_keeps_how_the_model_is_decoded(first_run, run_setup):
     start = tmp / "start_with_refinement"
     shutil.copytree(run_dir / "export", start, dirs_exist_ok=True)
     meta = json.loads((start / "model.json").read_text())
-    meta["refinement"] = {"steps": 0, "lr": 0.1}  # as the shipped lattice model says: decode the posterior mean
+    meta["refinement"] = {"steps": 0, "lr": 0.1}  # decode the posterior mean itself
     meta["segmentation"] = {"background_logit_offset": 1.5}  # as train.calibrate chose for the lattice
     (start / "model.json").write_text(json.dumps(meta))
     code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "1", "--batch-size", "2",
