@@ -110,8 +110,9 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
     return out
 
 
-def segmented(model, decodings: list[Decoding], offset: float) -> list:
-    """The atoms (species not yet assigned by a rule) and amplitudes of each decoding at one offset."""
+def segmented(model, decodings: list[Decoding], offset: float, amplitudes: bool = True) -> list:
+    """The atoms (species not yet assigned by a rule) and, with `amplitudes`, their fitted amplitudes of each
+    decoding at one offset (empty arrays without)."""
     from crystal_explorer.density_fit import fit_amplitudes
     from crystal_explorer.segment import atoms_from_species_grid
 
@@ -121,7 +122,8 @@ def segmented(model, decodings: list[Decoding], offset: float) -> list:
         shifted = d.logits.copy()
         shifted[0] -= offset
         atoms = atoms_from_species_grid(shifted.argmax(0), model.grid, weights=d.density, split_angstrom=split)
-        out.append((atoms, fit_amplitudes(d.density, atoms.positions, model.grid) if len(atoms) else np.zeros(0)))
+        fitted = amplitudes and len(atoms)
+        out.append((atoms, fit_amplitudes(d.density, atoms.positions, model.grid) if fitted else np.zeros(0)))
     return out
 
 
@@ -141,8 +143,8 @@ def summary_for(model, decodings: list[Decoding], atoms_list: list, rule=None) -
     return summarise(comparisons) | {"n_structures": len(comparisons)}
 
 
-def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None) -> tuple[dict, dict]:
-    """({offset: summary} with the model's species rule, {rule: summary} at the best offset; {} without rules)."""
+def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None) -> tuple[dict, float, dict]:
+    """({offset: summary} with the model's species rule, the best offset, {rule: summary} at it; {} without rules)."""
     from tqdm import tqdm
 
     from crystal_explorer.density_fit import SpeciesRule
@@ -151,14 +153,14 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
     uses_rule = model.segmentation["species"] == "amplitude+vote"
     by_offset, atoms_at = {}, {}
     for b in tqdm(offsets, desc="offsets", unit=" offset"):
-        atoms_at[b] = segmented(model, decodings, b)
+        atoms_at[b] = segmented(model, decodings, b, amplitudes=uses_rule)
         by_offset[b] = summary_for(model, decodings, atoms_at[b], current if uses_rule else None)
     best = max(by_offset, key=lambda b: offset_key(b, by_offset[b], model.representation))
     by_rule = {}
     if rules and uses_rule:
         for rule in tqdm(rules, desc=f"species rules at offset {best}", unit=" rule"):
             by_rule[rule] = summary_for(model, decodings, atoms_at[best], rule)
-    return by_offset, by_rule
+    return by_offset, best, by_rule
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,14 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         meta = read_metadata(args.checkpoint)
         model = CrystalModel.from_checkpoint(args.checkpoint, device="cpu")
         decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps)
-        by_offset, by_rule = sweep(model, decodings, tuple(args.offsets), rules=species_rules() if args.species_rules else None)
+        rules = species_rules() if args.species_rules else None
+        by_offset, best, by_rule = sweep(model, decodings, tuple(args.offsets), rules)
     except USER_ERRORS as exc:
         return user_error(exc)
+    rep = model.representation
     print(f"{'offset':>6} " + " ".join(f"{k:>22}" for k in KEYS) + f" {'score':>6}")
     for b, summary in by_offset.items():
-        print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in KEYS) + f" {score(summary, model.representation):>6.3f}")
-    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b], model.representation))
-    rep = model.representation
+        print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in KEYS) + f" {score(summary, rep):>6.3f}")
     print(f"chosen background offset: {best} (score {score(by_offset[best], rep):.3f}; "
           f"0 gives {score(by_offset.get(0.0, {}), rep):.3f})")
     segmentation = {**meta.get("segmentation", {}),
