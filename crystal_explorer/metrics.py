@@ -101,6 +101,18 @@ def json_safe(value):
     return value
 
 
+def species_by_z(pairs: np.ndarray) -> dict[str, dict]:
+    """Per true Z of matched (true Z, predicted Z) pairs (P, 2): how many (`n`), the fraction exact, and the Z most
+    often predicted for it (`called`); keys are Z as text (JSON), in order of Z."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    out = {}
+    for z in np.unique(pairs[:, 0]):
+        predicted = pairs[pairs[:, 0] == z, 1]
+        values, counts = np.unique(predicted, return_counts=True)
+        out[str(int(z))] = {"n": len(predicted), "exact": float(np.mean(predicted == z)), "called": int(values[counts.argmax()])}
+    return out
+
+
 def summarise(comparisons: list[Comparison]) -> dict[str, object]:
     """The metrics.json numbers over many crystals (fractions in [0, 1], distances in Å)."""
     if not comparisons:
@@ -124,4 +136,5 @@ def summarise(comparisons: list[Comparison]) -> dict[str, object]:
         "voxel_mse": float(np.nanmean(mse)) if np.isfinite(mse).any() else None,
         "n_true_atoms": int(counts[:, 0].sum()),
         "n_pred_atoms": int(counts[:, 1].sum()),
+        "species_by_true_z": species_by_z(pairs),
     }

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from crystal_explorer.metrics import compare, nearest_distances, reduced_composition, summarise
+from crystal_explorer.metrics import compare, nearest_distances, reduced_composition, species_by_z, summarise
 
 ISSUE_2_KEYS = {
     "atoms_within_0.5A", "pred_atoms_within_0.5A", "distance_percentiles_true_to_pred",
@@ -105,3 +105,16 @@ def test_formula_exact_compares_reduced_compositions():
     assert not compare(pos, lafeo3, pos[:4], lafeo3[:4]).formula_exact
     summary = summarise([compare(pos, lafeo3, pos, lafeo3), compare(pos, lafeo3, pos, crteo3)])
     assert summary["formula_exact"] == 0.5
+
+
+def test_species_by_true_z_counts_exact_and_the_usual_mistake():
+    pairs = np.array([[8, 8], [8, 8], [7, 8], [7, 8], [7, 7], [26, 27]])
+    table = species_by_z(pairs)
+    assert list(table) == ["7", "8", "26"]
+    assert table["7"] == {"n": 3, "exact": 1 / 3, "called": 8}  # nitrogen mostly called oxygen
+    assert table["8"] == {"n": 2, "exact": 1.0, "called": 8}
+    assert table["26"]["called"] == 27
+    assert species_by_z(np.zeros((0, 2))) == {}
+    pos = np.array([[0.0, 0, 0], [2, 0, 0]])
+    summary = summarise([compare(pos, np.array([7, 8]), pos, np.array([8, 8]))])
+    assert summary["species_by_true_z"]["7"]["exact"] == 0.0
