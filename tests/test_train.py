@@ -362,6 +362,12 @@ def test_calibration_sweeps_offsets_and_stores_the_choice(first_run, run_setup, 
     assert segmentation["species_rule_score"]["chosen"] >= segmentation["species_rule_score"]["before"]
     out = capsys.readouterr().out
     assert "chosen background offset" in out and "chosen species rule" in out
+    assert "per source:" in out and f"  {csv.name}: count_exact" in out
+    assert model.segmentation["split_angstrom"] == 1.0  # a single-cell model's default, stored as it was
+    # --split-angstrom overrides the split for the sweep and is stored; 0 is one atom per component
+    assert main(["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "2", "--refine-steps", "0",
+                 "--offsets", "0", "--split-angstrom", "0", "--write"]) == 0
+    assert CrystalModel.from_checkpoint(folder, device="cpu").segmentation["split_angstrom"] is None
 
 
 def test_species_rule_grid_is_every_combination():

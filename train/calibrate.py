@@ -77,6 +77,7 @@ class Decoding:
     encoded: object
     density: np.ndarray
     logits: np.ndarray
+    source: str = ""
 
 
 def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val", refine_steps: int | None = None
@@ -106,7 +107,7 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
                     z = torch.from_numpy(latent[None].astype(np.float32))
                     density = model.network.decode(z, model.condition_for(density=enc.density))
                     logits = model.network.segment(density).float()[0].numpy()
-                out.append(Decoding(enc, density[0, 0].numpy() * model.scale, logits))
+                out.append(Decoding(enc, density[0, 0].numpy() * model.scale, logits, Path(path).name))
     return out
 
 
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offsets", type=float, nargs="+", default=list(OFFSETS), help="background offsets swept")
     parser.add_argument("--refine-steps", type=int, help="refinement steps (default: the checkpoint's; 0 = posterior mean)")
     parser.add_argument("--species-rules", action="store_true", help="also choose the species rule (SPECIES_GRID)")
+    parser.add_argument("--split-angstrom", type=float,
+                        help="segment with this watershed split of joined atoms (Å; 0 = one atom per component) instead "
+                             "of the checkpoint's, and store it with --write")
     parser.add_argument("--write", action="store_true", help="store the choices in CHECKPOINT/model.json")
     args = parser.parse_args(argv)
     from crystal_explorer.checkpoint import META_FILE, atomic_write, read_metadata
@@ -185,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = read_metadata(args.checkpoint)
         model = CrystalModel.from_checkpoint(args.checkpoint, device="cpu")
+        if args.split_angstrom is not None:
+            model.metadata.setdefault("segmentation", {})["split_angstrom"] = args.split_angstrom or None
         decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps)
         rules = species_rules() if args.species_rules else None
         by_offset, best, by_rule = sweep(model, decodings, tuple(args.offsets), rules)
@@ -196,7 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{b:>6.1f} " + " ".join(f"{summary.get(k) or 0:>22.3f}" for k in KEYS) + f" {score(summary, rep):>6.3f}")
     print(f"chosen background offset: {best} (score {score(by_offset[best], rep):.3f}; "
           f"0 gives {score(by_offset.get(0.0, {}), rep):.3f})")
-    segmentation = {**meta.get("segmentation", {}),
+    print(f"at offset {best}, per source:")
+    for source in dict.fromkeys(d.source for d in decodings):
+        mine = [i for i, d in enumerate(decodings) if d.source == source]
+        uses_rule = model.segmentation["species"] == "amplitude+vote"
+        atoms = segmented(model, [decodings[i] for i in mine], best, amplitudes=uses_rule)
+        rule = SpeciesRule.from_dict(model.segmentation["species_rule"]) if uses_rule else None
+        s = summary_for(model, [decodings[i] for i in mine], atoms, rule)
+        median = (s.get("distance_percentiles_true_to_pred") or {}).get("50")
+        print(f"  {source}: " + ", ".join(f"{k} {s.get(k) or 0:.3f}" for k in KEYS[:5]) + f", median true→decoded {median} Å")
+    segmentation = {**meta.get("segmentation", {}), "split_angstrom": model.segmentation["split_angstrom"],
                     "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
                     "split": args.split, "n_structures": by_offset[best]["n_structures"], "score": score(by_offset[best], rep),
                     "refinement_steps": args.refine_steps if args.refine_steps is not None else model.refinement.steps,
