@@ -72,12 +72,14 @@ def species_rules(grid: dict = SPECIES_GRID) -> list:
 
 @dataclasses.dataclass
 class Decoding:
-    """One val crystal decoded: its encoding, decoded density (Z units) and U-Net logits (C, n, n, n)."""
+    """One val crystal decoded: its encoding, decoded density (Z units) and U-Net logits (C, n, n, n), the file it
+    came from and its row there."""
 
     encoded: object
     density: np.ndarray
     logits: np.ndarray
     source: str = ""
+    index: int = -1
 
 
 def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val", refine_steps: int | None = None
@@ -96,18 +98,19 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
     for path in data:
         bundle = read_bundle([path], progress=False)
         indices = (np.arange(len(bundle)) if split == "all" else np.flatnonzero(bundle.splits == split))[:limit]
-        placements = [place(bundle[int(i)], model.representation, np.random.default_rng([seed, int(i)]), model.grid)
-                      for i in indices]
-        placements = [p for p in placements if p is not None]
-        for start in tqdm(range(0, len(placements), 8), desc=f"{Path(path).name} ({split})", unit=" batch"):
-            encoded = model.encode_placements(placements[start : start + 8])
+        placed = [(int(i), place(bundle[int(i)], model.representation, np.random.default_rng([seed, int(i)]), model.grid))
+                  for i in indices]
+        placed = [(i, p) for i, p in placed if p is not None]
+        for start in tqdm(range(0, len(placed), 8), desc=f"{Path(path).name} ({split})", unit=" batch"):
+            rows, placements = zip(*placed[start : start + 8], strict=True)
+            encoded = model.encode_placements(list(placements))
             latents = model.refine(encoded, refinement)
-            for enc, latent in zip(encoded, latents, strict=True):
+            for row, enc, latent in zip(rows, encoded, latents, strict=True):
                 with torch.no_grad():
                     z = torch.from_numpy(latent[None].astype(np.float32))
                     density = model.network.decode(z, model.condition_for(density=enc.density))
                     logits = model.network.segment(density).float()[0].numpy()
-                out.append(Decoding(enc, density[0, 0].numpy() * model.scale, logits, Path(path).name))
+                out.append(Decoding(enc, density[0, 0].numpy() * model.scale, logits, Path(path).name, row))
     return out
 
 
@@ -144,8 +147,10 @@ def summary_for(model, decodings: list[Decoding], atoms_list: list, rule=None) -
     return summarise(comparisons) | {"n_structures": len(comparisons)}
 
 
-def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None) -> tuple[dict, float, dict]:
-    """({offset: summary} with the model's species rule, the best offset, {rule: summary} at it; {} without rules)."""
+def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None
+          ) -> tuple[dict, float, dict, dict]:
+    """({offset: summary} with the model's species rule, the best offset, {rule: summary} at it ({} without rules),
+    {source file: summary} at it with the model's rule)."""
     from tqdm import tqdm
 
     from crystal_explorer.density_fit import SpeciesRule
@@ -157,11 +162,16 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
         atoms_at[b] = segmented(model, decodings, b, amplitudes=uses_rule)
         by_offset[b] = summary_for(model, decodings, atoms_at[b], current if uses_rule else None)
     best = max(by_offset, key=lambda b: offset_key(b, by_offset[b], model.representation))
+    by_source = {}
+    for source in dict.fromkeys(d.source for d in decodings):
+        mine = [i for i, d in enumerate(decodings) if d.source == source]
+        by_source[source] = summary_for(model, [decodings[i] for i in mine], [atoms_at[best][i] for i in mine],
+                                        current if uses_rule else None)
     by_rule = {}
     if rules and uses_rule:
         for rule in tqdm(rules, desc=f"species rules at offset {best}", unit=" rule"):
             by_rule[rule] = summary_for(model, decodings, atoms_at[best], rule)
-    return by_offset, best, by_rule
+    return by_offset, best, by_rule, by_source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             model.metadata.setdefault("segmentation", {})["split_angstrom"] = args.split_angstrom or None
         decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps)
         rules = species_rules() if args.species_rules else None
-        by_offset, best, by_rule = sweep(model, decodings, tuple(args.offsets), rules)
+        by_offset, best, by_rule, by_source = sweep(model, decodings, tuple(args.offsets), rules)
     except USER_ERRORS as exc:
         return user_error(exc)
     rep = model.representation
@@ -203,12 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chosen background offset: {best} (score {score(by_offset[best], rep):.3f}; "
           f"0 gives {score(by_offset.get(0.0, {}), rep):.3f})")
     print(f"at offset {best}, per source:")
-    for source in dict.fromkeys(d.source for d in decodings):
-        mine = [i for i, d in enumerate(decodings) if d.source == source]
-        uses_rule = model.segmentation["species"] == "amplitude+vote"
-        atoms = segmented(model, [decodings[i] for i in mine], best, amplitudes=uses_rule)
-        rule = SpeciesRule.from_dict(model.segmentation["species_rule"]) if uses_rule else None
-        s = summary_for(model, [decodings[i] for i in mine], atoms, rule)
+    for source, s in by_source.items():
         median = (s.get("distance_percentiles_true_to_pred") or {}).get("50")
         print(f"  {source}: " + ", ".join(f"{k} {s.get(k) or 0:.3f}" for k in KEYS[:5]) + f", median true→decoded {median} Å")
     segmentation = {**meta.get("segmentation", {}), "split_angstrom": model.segmentation["split_angstrom"],

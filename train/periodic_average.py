@@ -27,7 +27,6 @@ import torch
 from crystal_explorer.grid import GridSpec
 
 OFFSETS = (1.0, 1.5, 2.0, 3.0)
-PATHS = ("plain", "mean scores", "U-Net on mean density")
 
 
 def lattice_translations(lattice: np.ndarray, grid: GridSpec = GridSpec()) -> np.ndarray:
@@ -74,51 +73,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offsets", type=float, nargs="+", default=list(OFFSETS))
     parser.add_argument("--out", help="write the summaries here as JSON")
     args = parser.parse_args(argv)
-    from tqdm import tqdm
-
     from crystal_explorer.latent import CrystalModel, compare_with_truth
     from crystal_explorer.lattice import placed_lattice
     from crystal_explorer.metrics import summarise
-    from crystal_explorer.representation import place
     from crystal_explorer.segment import atoms_from_species_grid
     from train import USER_ERRORS, user_error
+    from train.calibrate import decode_all
     from train.data import read_bundle
 
     try:
         model = CrystalModel.from_checkpoint(args.checkpoint, device="cpu")
         if model.representation != "lattice":
             raise ValueError(f"{args.checkpoint} is a '{model.representation}' model; this compares lattice decodings")
-        bundles = [(Path(p).name, read_bundle([p], progress=False)) for p in args.data]
+        bundles = {Path(p).name: read_bundle([p], progress=False) for p in args.data}
+        decodings = decode_all(model, args.data, args.limit, args.seed)
     except USER_ERRORS as exc:
         return user_error(exc)
     grid, split = model.grid, model.segmentation["split_angstrom"]
     comparisons: dict[tuple, list] = {}
-    for name, bundle in bundles:
-        for i in tqdm(np.flatnonzero(bundle.splits == "val")[: args.limit], desc=name, unit=" crystal"):
-            crystal = bundle[int(i)]
-            placement = place(crystal, "lattice", np.random.default_rng([args.seed, int(i)]), grid)
-            if placement is None:
-                continue
-            encoded = model.encode_placements([placement])[0]
-            latent = model.refine([encoded])[0]
-            with torch.no_grad():
-                density = model.network.decode(torch.from_numpy(latent[None].astype(np.float32)))
-                scores = model.network.segment(density).float()[0].numpy()
-            density = density[0, 0].numpy() * model.scale
-            cell = placed_lattice(crystal.lattice, placement.rotation)
-            mean_density = periodic_mean(density[None], cell, grid)[0]
-            with torch.no_grad():
-                scores_of_mean = model.network.segment(torch.from_numpy(mean_density[None, None] / model.scale).float())
-            paths = {"plain": (scores, density), "mean scores": (periodic_mean(scores, cell, grid), mean_density),
-                     "U-Net on mean density": (scores_of_mean.float()[0].numpy(), mean_density)}
-            for path, (s, d) in paths.items():
-                for b in args.offsets:
-                    shifted = s.copy()
-                    shifted[0] -= b
-                    atoms = atoms_from_species_grid(shifted.argmax(0), grid, weights=d, split_angstrom=split)
-                    c = compare_with_truth(placement, atoms, grid, encoded.density, d)
-                    comparisons.setdefault((path, b), []).append(c)
-                    comparisons.setdefault((path, b, name), []).append(c)
+    for decoding in decodings:
+        placement, encoded, name = decoding.encoded.placement, decoding.encoded, decoding.source
+        scores, density = decoding.logits, decoding.density
+        cell = placed_lattice(bundles[name][decoding.index].lattice, placement.rotation)
+        mean_density = periodic_mean(density[None], cell, grid)[0]
+        with torch.no_grad():
+            scores_of_mean = model.network.segment(torch.from_numpy(mean_density[None, None] / model.scale).float())
+        paths = {"plain": (scores, density), "mean scores": (periodic_mean(scores, cell, grid), mean_density),
+                 "U-Net on mean density": (scores_of_mean.float()[0].numpy(), mean_density)}
+        for path, (s, d) in paths.items():
+            for b in args.offsets:
+                shifted = s.copy()
+                shifted[0] -= b
+                atoms = atoms_from_species_grid(shifted.argmax(0), grid, weights=d, split_angstrom=split)
+                c = compare_with_truth(placement, atoms, grid, encoded.density, d)
+                comparisons.setdefault((path, b), []).append(c)
+                comparisons.setdefault((path, b, name), []).append(c)
     summaries = {key: summarise(cs) for key, cs in comparisons.items()}
     print(f"{'path':<22} {'offset':>6} {'atoms ≤0.5 Å':>12} {'decoded ≤0.5 Å':>14} {'species':>8} {'median Å':>9} {'90th Å':>7}")
     for (path, b, *source), s in summaries.items():
