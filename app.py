@@ -427,16 +427,10 @@ def reconstruct_page() -> None:
     n_right = int((cmp.species_pairs[:, 0] == cmp.species_pairs[:, 1]).sum()) if n_pairs else 0
     cols[4].metric("Right element", f"{n_right} of {n_pairs}" if n_pairs else "—",
                    help="Decoded atoms within 0.5 Å of a true atom that have its element")
-    problems = []
-    if atoms.decoded_wrong.any():
-        problems.append(f"{int(atoms.decoded_wrong.sum())} decoded atoms have the wrong element")
-    if atoms.true_missing.any():
-        problems.append(f"{int(atoms.true_missing.sum())} true atoms have no decoded atom within 0.5 Å")
-    if atoms.decoded_extra.any():
-        problems.append(f"{int(atoms.decoded_extra.sum())} decoded atoms match no true atom")
+    problems = atoms.problems()
     if decoded_formula != input_formula:
         st.warning(f"The decoding is **{decoded_formula}**, not **{input_formula}**: " + "; ".join(problems or ["see the table"]) +
-                   ". They are marked in magenta in the views and shaded in the atom-by-atom table.", icon=":material/warning:")
+                   ". Each is marked in magenta in the views and shaded in the atom-by-atom table.", icon=":material/warning:")
     elif problems:
         st.info("Same formula, but " + "; ".join(problems) + ".", icon=":material/info:")
 

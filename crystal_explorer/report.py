@@ -62,6 +62,15 @@ class AtomComparison(NamedTuple):
     def n_problems(self) -> int:
         return int(self.true_missing.sum() + self.decoded_wrong.sum() + self.decoded_extra.sum())
 
+    def problems(self) -> list[str]:
+        """What went wrong, one phrase per kind, e.g. "1 decoded atom has the wrong element"; [] when nothing."""
+        kinds = (
+            (self.decoded_wrong, "decoded atom has the wrong element", "decoded atoms have the wrong element"),
+            (self.true_missing, "true atom has no decoded atom within 0.5 Å", "true atoms have no decoded atom within 0.5 Å"),
+            (self.decoded_extra, "decoded atom matches no true atom", "decoded atoms match no true atom"),
+        )
+        return [f"{n} {one if n == 1 else many}" for mask, one, many in kinds if (n := int(mask.sum()))]
+
 
 def compare_atoms(
     true_positions: np.ndarray, true_numbers: np.ndarray, decoded_positions: np.ndarray, decoded_numbers: np.ndarray,

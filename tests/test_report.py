@@ -35,6 +35,11 @@ def test_atom_by_atom_verdicts() -> None:
     assert result.true_missing.tolist() == [False, False, True]
     assert result.decoded_notes == ["", "Cr, true Fe", "extra O"]
     assert result.n_problems == 3
+    assert result.problems() == ["1 decoded atom has the wrong element", "1 true atom has no decoded atom within 0.5 Å",
+                                 "1 decoded atom matches no true atom"]
+    two_wrong = report.compare_atoms(true[:2], np.array([57, 26]), decoded[:2], np.array([26, 24]))
+    assert two_wrong.problems() == ["2 decoded atoms have the wrong element"]
+    assert report.compare_atoms(true, np.array([57, 26, 8]), true, np.array([57, 26, 8])).problems() == []
     styled = report.highlight_problems(result.table).to_html()
     assert "#f8d0d0" in styled  # the wrong species row is shaded
 
