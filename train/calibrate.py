@@ -114,18 +114,24 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
     return out
 
 
+def atoms_at_offset(logits: np.ndarray, density: np.ndarray, offset: float, grid, split_angstrom: float | None):
+    """The atoms of class logits (C, n, n, n) with `offset` subtracted from the background's, weighted by `density`."""
+    from crystal_explorer.segment import atoms_from_species_grid
+
+    shifted = logits.copy()
+    shifted[0] -= offset
+    return atoms_from_species_grid(shifted.argmax(0), grid, weights=density, split_angstrom=split_angstrom)
+
+
 def segmented(model, decodings: list[Decoding], offset: float, amplitudes: bool = True) -> list:
     """The atoms (species not yet assigned by a rule) and, with `amplitudes`, their fitted amplitudes of each
     decoding at one offset (empty arrays without)."""
     from crystal_explorer.density_fit import fit_amplitudes
-    from crystal_explorer.segment import atoms_from_species_grid
 
     split = model.segmentation["split_angstrom"]
     out = []
     for d in decodings:
-        shifted = d.logits.copy()
-        shifted[0] -= offset
-        atoms = atoms_from_species_grid(shifted.argmax(0), model.grid, weights=d.density, split_angstrom=split)
+        atoms = atoms_at_offset(d.logits, d.density, offset, model.grid, split)
         fitted = amplitudes and len(atoms)
         out.append((atoms, fit_amplitudes(d.density, atoms.positions, model.grid) if fitted else np.zeros(0)))
     return out

@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from crystal_explorer.latent import CrystalModel, compare_with_truth
     from crystal_explorer.lattice import placed_lattice
     from crystal_explorer.metrics import summarise
-    from crystal_explorer.segment import atoms_from_species_grid
     from train import USER_ERRORS, user_error
-    from train.calibrate import decode_all
+    from train.calibrate import atoms_at_offset, decode_all
     from train.data import read_bundle
 
     try:
@@ -102,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                  "U-Net on mean density": (scores_of_mean.float()[0].numpy(), mean_density)}
         for path, (s, d) in paths.items():
             for b in args.offsets:
-                shifted = s.copy()
-                shifted[0] -= b
-                atoms = atoms_from_species_grid(shifted.argmax(0), grid, weights=d, split_angstrom=split)
+                atoms = atoms_at_offset(s, d, b, grid, split)
                 c = compare_with_truth(placement, atoms, grid, encoded.density, d)
                 comparisons.setdefault((path, b), []).append(c)
                 comparisons.setdefault((path, b, name), []).append(c)
