@@ -139,15 +139,23 @@ def example_encodings(folder: str) -> list[Encoded]:
 
 
 @st.cache_data(show_spinner=False)
+def samples_json(folder: str) -> dict:
+    """The model folder's samples.json (`python -m train.sample_analysis`), or {} when it is missing or unreadable."""
+    try:
+        data = json.loads((ROOT / folder / "samples.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@st.cache_data(show_spinner=False)
 def real_realism(folder: str) -> tuple[np.ndarray, str]:
     """Realism scores of real decodings and what they are: the held-out crystals' scores in samples.json when
     `python -m train.sample_analysis` stored them, else the built-in examples in a few orientations, scored
     here with a progress bar (6 orientations for the single cell, 1 for the slower lattice models)."""
-    samples = ROOT / folder / "samples.json"
-    if samples.is_file():
-        scores = json.loads(samples.read_text()).get("realism", {}).get("real", {}).get("scores")
-        if scores:
-            return np.array(scores, float), f"{len(scores)} held-out crystals, encoded and decoded (samples.json)"
+    scores = samples_json(folder).get("realism", {}).get("real", {}).get("scores")
+    if scores:
+        return np.array(scores, float), f"{len(scores)} held-out crystals, encoded and decoded (samples.json)"
     model = load_model(folder)
     orientations = 6 if model.representation == "single" else 1
     placements = []
@@ -676,6 +684,9 @@ def sample_page() -> None:
     st.caption(f"Realism percentile: the share of real decodings ({reference_source}) "
                "that score at or below the draw. The score is exp(−(e_density + e_atoms)), e the relative round-trip "
                "error of the decoded density and of the ideal density of its atoms; 0 when no atoms were found.")
+    caveat = report.realism_caveat(samples_json(folder))
+    if caveat:
+        st.warning(caveat, icon=":material/info:")
 
     which = int(st.selectbox("Show sample", range(n), key="sample_show",
                              format_func=lambda i: f"sample {i}: {report.formula(decoded[i].atoms.atomic_numbers)}"))

@@ -236,6 +236,15 @@ def run(args: argparse.Namespace) -> dict:
         summary["samples"] = []
         for i, (d, s) in enumerate(tqdm(list(zip(decoded, scores, strict=True)), desc="writing", unit=" crystal", disable=args.n <= 2)):
             summary["samples"].append({**_write_decoded(model, d, out, f"sample_{i:03d}")[0], "realism": float(s)})
+        try:
+            measured = json.loads((Path(args.checkpoint) / "samples.json").read_text())
+        except (OSError, ValueError):
+            measured = {}
+        from crystal_explorer.report import realism_caveat
+
+        caveat = realism_caveat(measured) if isinstance(measured, dict) else None
+        if caveat:
+            summary["realism_caveat"] = caveat
     elif args.command == "interpolate":
         za, zb = model.refine([model.encode(_read(cif, args.majority_species), seed=args.seed)
                                for cif in (args.cif_a, args.cif_b)])  # the ends decode as their reconstructions

@@ -157,6 +157,20 @@ def percentile_among(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return 100.0 * np.searchsorted(reference, np.atleast_1d(scores), side="right") / len(reference)
 
 
+REALISM_AUC_USEFUL = 0.7  # below this a model's realism score barely separates real decodings from a random gas
+
+
+def realism_caveat(samples: dict, useful: float = REALISM_AUC_USEFUL) -> str | None:
+    """A warning when samples.json (`train.sample_analysis`) shows that this model's realism score does not
+    separate real decodings from a decoded random gas of atoms (ROC AUC below `useful`; 0.5 is chance), else None."""
+    auc = samples.get("realism", {}).get("out_of_distribution", {}).get("auc_real_above")
+    if auc is None or auc >= useful:
+        return None
+    return (f"For this model the realism score does not tell real crystals from nonsense: a decoded random gas of "
+            f"atoms outscores a real crystal's decoding {100 * (1 - auc):.0f} % of the time (ROC AUC {auc:.2f}, "
+            "0.5 is chance; samples.json). Do not rank draws by it; the distances and close contacts still apply.")
+
+
 # --- periodic crystals ---------------------------------------------------------------------------------------
 def decoded_crystal(decoded: Decoded, model: CrystalModel, cell: np.ndarray | None = None, predict: bool = False
                     ) -> tuple[Structure | None, str]:

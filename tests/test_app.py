@@ -246,6 +246,16 @@ def test_random_draws_flag_close_atoms_and_rank_realism() -> None:
     assert any(t["name"] == "sample 0 atoms" for t in scene["data"])
 
 
+def test_random_draws_warn_when_the_models_realism_score_is_no_better_than_chance() -> None:
+    at = open_page("samples")
+    assert not any("realism score does not tell" in w.value for w in at.warning)  # single cell: AUC 0.91
+    at.selectbox(key="model").set_value("Repeating lattice").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    auc = json.loads((Path(APP).parent / "checkpoints/lattice/samples.json").read_text())["realism"][
+        "out_of_distribution"]["auc_real_above"]
+    assert any("realism score does not tell" in w.value for w in at.warning) == (auc < 0.7)
+
+
 def test_a_single_cell_draw_gets_a_predicted_cell_as_cif() -> None:
     at = open_page("samples")
     assert not at.get("download_button")

@@ -60,6 +60,15 @@ def test_sample_is_reproducible(tmp_path):
         assert len(structure) >= 1 and structure.volume > 1
 
 
+@pytest.mark.parametrize("name", ["single_cell", "lattice"])
+def test_sample_summary_carries_the_realism_caveat_where_the_score_is_near_chance(tmp_path, name):
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / name
+    assert main(["sample", "--checkpoint", str(checkpoint), "--n", "1", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    auc = json.loads((checkpoint / "samples.json").read_text())["realism"]["out_of_distribution"]["auc_real_above"]
+    assert ("realism_caveat" in summary) == (auc < 0.7)
+
+
 def test_traverse_and_interpolate_write_the_requested_frames(tmp_path, perovskite, rock_salt):
     a, b = tmp_path / "a.cif", tmp_path / "b.cif"
     perovskite.to(filename=str(a))

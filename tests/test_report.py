@@ -57,6 +57,16 @@ def test_percentile_among_reference_scores() -> None:
                                [0, 50, 100])
 
 
+def test_realism_caveat_only_when_the_score_does_not_separate_real_from_random_gas() -> None:
+    def samples(auc):
+        return {"realism": {"out_of_distribution": {"auc_real_above": auc}}}
+
+    assert report.realism_caveat(samples(0.91)) is None
+    assert report.realism_caveat(samples(None)) is None and report.realism_caveat({}) is None
+    caveat = report.realism_caveat(samples(0.40))
+    assert "ROC AUC 0.40" in caveat and "60 %" in caveat
+
+
 @pytest.mark.parametrize("representation", ["single", "lattice"])
 def test_cell_frame_shift_brings_placed_sites_back_to_the_input_cell(perovskite_arrays: CrystalArrays, rng, representation) -> None:
     a = perovskite_arrays
