@@ -140,12 +140,8 @@ def example_encodings(folder: str) -> list[Encoded]:
 
 @st.cache_data(show_spinner=False)
 def samples_json(folder: str) -> dict:
-    """The model folder's samples.json (`python -m train.sample_analysis`), or {} when it is missing or unreadable."""
-    try:
-        data = json.loads((ROOT / folder / "samples.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The model folder's samples.json, read once per session (`report.read_samples`)."""
+    return report.read_samples(ROOT / folder)
 
 
 @st.cache_data(show_spinner=False)

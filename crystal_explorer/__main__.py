@@ -236,13 +236,9 @@ def run(args: argparse.Namespace) -> dict:
         summary["samples"] = []
         for i, (d, s) in enumerate(tqdm(list(zip(decoded, scores, strict=True)), desc="writing", unit=" crystal", disable=args.n <= 2)):
             summary["samples"].append({**_write_decoded(model, d, out, f"sample_{i:03d}")[0], "realism": float(s)})
-        try:
-            measured = json.loads((Path(args.checkpoint) / "samples.json").read_text())
-        except (OSError, ValueError):
-            measured = {}
-        from crystal_explorer.report import realism_caveat
+        from crystal_explorer.report import read_samples, realism_caveat
 
-        caveat = realism_caveat(measured) if isinstance(measured, dict) else None
+        caveat = realism_caveat(read_samples(args.checkpoint))
         if caveat:
             summary["realism_caveat"] = caveat
     elif args.command == "interpolate":

@@ -7,7 +7,9 @@ Positions are in Å in the cube frame; tables are pandas DataFrames with units i
 from __future__ import annotations
 
 import collections
+import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -158,6 +160,15 @@ def percentile_among(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 REALISM_AUC_USEFUL = 0.7  # below this a model's realism score barely separates real decodings from a random gas
+
+
+def read_samples(folder: str | Path) -> dict:
+    """A model folder's samples.json (`python -m train.sample_analysis`), or {} when it is missing or unreadable."""
+    try:
+        data = json.loads((Path(folder) / "samples.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def realism_caveat(samples: dict, useful: float = REALISM_AUC_USEFUL) -> str | None:

@@ -67,6 +67,16 @@ def test_realism_caveat_only_when_the_score_does_not_separate_real_from_random_g
     assert "ROC AUC 0.40" in caveat and "60 %" in caveat
 
 
+def test_read_samples_gives_an_empty_dict_for_a_missing_corrupt_or_non_object_file(tmp_path) -> None:
+    assert report.read_samples(tmp_path) == {}
+    (tmp_path / "samples.json").write_text("{not json")
+    assert report.read_samples(tmp_path) == {}
+    (tmp_path / "samples.json").write_text("[1, 2]")
+    assert report.read_samples(tmp_path) == {}
+    (tmp_path / "samples.json").write_text('{"realism": {"out_of_distribution": {"auc_real_above": 0.4}}}')
+    assert report.realism_caveat(report.read_samples(tmp_path)) is not None
+
+
 @pytest.mark.parametrize("representation", ["single", "lattice"])
 def test_cell_frame_shift_brings_placed_sites_back_to_the_input_cell(perovskite_arrays: CrystalArrays, rng, representation) -> None:
     a = perovskite_arrays
