@@ -2,6 +2,8 @@
 
     python -m train.ledger --checkpoint checkpoints/single_cell --metrics outputs/val/metrics.json   # record
     python -m train.ledger --checkpoint checkpoints/single_cell --plot                            # draw the PNG
+    python -m train.ledger --checkpoint checkpoints/single_cell --table                           # Markdown table
+    python -m train.ledger --checkpoint checkpoints/single_cell --extrapolate --rate 450 10.5     # compute needed
 
 Each stage holds device, minutes, samples and data; `--metrics` adds the validation metrics measured
 after the newest stage (a `train.evaluate --split val` metrics.json), so the curve plots validation
@@ -18,6 +20,7 @@ from crystal_explorer.checkpoint import stage_samples
 
 CURVE_FILE = "learning_curve.png"
 CURVE_METRICS = ("atoms_within_0.5A", "count_exact", "species_exact")
+TARGETS = {"atoms_within_0.5A": 0.995, "count_exact": 0.95, "species_exact": 0.85}  # issue 11's single-cell targets
 
 
 def validation_summary(metrics: dict) -> dict:
@@ -56,6 +59,83 @@ def curve_series(meta: dict) -> dict[str, list[tuple[int, dict]]]:
         for name, metrics in (stage.get("validation") or {}).get("per_source", {}).items():
             series.setdefault(source_stem(Path(name).name), []).append((seen, metrics))
     return dict(sorted(series.items()))
+
+
+def _percent(value) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def ledger_table(meta: dict) -> str:
+    """The ledger as a Markdown table: one row per stage, with device, minutes, samples (that stage's and all so
+    far) and the pooled validation metrics recorded after it (%, blank where none were recorded)."""
+    header = ("| stage | device | minutes | samples | samples seen | lr | val crystals | "
+              + " | ".join(m.replace("_", " ").replace("0.5A", "0.5 Å") + " %" for m in CURVE_METRICS) + " |")
+    rows, seen = [header, "|" + " --- |" * (7 + len(CURVE_METRICS))], 0
+    for i, stage in enumerate(meta.get("training_stages") or []):
+        samples = stage_samples(stage)
+        seen += samples
+        minutes = stage.get("minutes")
+        if minutes is None and stage.get("samples_per_second"):
+            minutes = f"≈ {samples / stage['samples_per_second'] / 60:.1f}"  # stages logged before minutes were
+        validation = stage.get("validation") or {}
+        cells = [str(stage.get("stage", i)), str(stage.get("device", "")), "" if minutes is None else str(minutes),
+                 f"{samples:,}", f"{seen:,}", "" if stage.get("lr") is None else f"{stage['lr']:g}",
+                 str(validation.get("n_structures") or ""), *(_percent(validation.get(m)) for m in CURVE_METRICS)]
+        rows.append("| " + " | ".join(cells) + " |")
+    if len(rows) == 2:
+        raise ValueError("the folder's model.json has no training ledger")
+    return "\n".join(rows)
+
+
+def extrapolate(meta: dict, targets: dict[str, float] = TARGETS, from_stage: int = 2) -> list[dict]:
+    """Fit each pooled validation metric as a + b·log2(samples seen) over the stages from `from_stage` on, and
+    solve for the samples at which it reaches its target. b is the gain per doubling of samples (a fraction);
+    `samples_needed` is None where the fit does not rise. An extrapolation, not a promise: it assumes the
+    log-linear trend of CPU stages holds far beyond them."""
+    import numpy as np
+
+    seen, points = 0, []
+    for i, stage in enumerate(meta.get("training_stages") or []):
+        seen += stage_samples(stage)
+        validation = stage.get("validation")
+        if validation and stage.get("stage", i) >= from_stage:
+            points.append((seen, validation))
+    if len(points) < 3:
+        raise ValueError(f"only {len(points)} stages from stage {from_stage} on have validation metrics; need 3 to fit")
+    x = np.log2([p for p, _ in points])
+    rows = []
+    for metric, target in targets.items():
+        y = np.array([v.get(metric) or 0.0 for _, v in points])
+        slope, intercept = np.polyfit(x, y, 1)
+        doublings = (target - intercept) / slope if slope > 1e-6 else None  # flat or falling: never
+        needed = None if doublings is None else float(2 ** min(doublings, 1000.0))
+        rows.append({"metric": metric, "latest": float(y[-1]), "per_doubling": float(slope), "target": target,
+                     "samples_seen": seen, "samples_needed": needed, "stages_fitted": len(points)})
+    return rows
+
+
+OUT_OF_REACH = 1e12  # samples: beyond this the fit says nothing useful
+
+
+def _samples(needed: float | None) -> str:
+    if needed is None:
+        return "never on this trend"
+    return "out of reach (> 10¹²)" if needed > OUT_OF_REACH else f"{needed / 1e6:,.1f} M"
+
+
+def extrapolation_table(rows: list[dict], rates: tuple[float, ...] = ()) -> str:
+    """`extrapolate`'s rows as Markdown, with the hours each training rate (samples/s) would take to get there."""
+    head = ["metric (pooled val)", "latest", "gain per doubling", "target", "samples needed",
+            *(f"hours at {r:g} samples/s" for r in rates)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in rows:
+        needed = row["samples_needed"]
+        more = None if needed is None else max(needed - row["samples_seen"], 0.0)
+        cells = [row["metric"], f"{100 * row['latest']:.1f} %", f"{100 * row['per_doubling']:+.2f} points",
+                 f"{100 * row['target']:g} %", _samples(needed),
+                 *("" if more is None or more > OUT_OF_REACH else f"{more / r / 3600:,.0f}" for r in rates)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Path:
@@ -98,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="an exported model folder")
     parser.add_argument("--metrics", help="a val-split metrics.json from train.evaluate to record on the newest stage")
     parser.add_argument("--plot", action="store_true", help=f"draw the learning curve into the folder's {CURVE_FILE}")
+    parser.add_argument("--table", action="store_true", help="print the ledger as a Markdown table")
+    parser.add_argument("--extrapolate", action="store_true",
+                        help="fit pooled val metrics against log2(samples seen) and print the samples each target needs")
+    parser.add_argument("--target", nargs="*", default=[], metavar="METRIC=FRACTION",
+                        help=f"targets to extrapolate to (default {' '.join(f'{k}={v}' for k, v in TARGETS.items())})")
+    parser.add_argument("--from-stage", type=int, default=2, help="first stage the extrapolation fits (default 2)")
+    parser.add_argument("--rate", type=float, nargs="*", default=[],
+                        help="training rates in samples/s to convert the remaining samples into hours")
     args = parser.parse_args(argv)
     from train import USER_ERRORS, user_error
 
@@ -107,6 +195,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recorded validation metrics on stage {stage.get('stage')}")
         if args.plot:
             print(f"learning curve → {plot_learning_curve(args.checkpoint)}")
+        if args.table:
+            from crystal_explorer.checkpoint import read_metadata
+
+            print(ledger_table(read_metadata(args.checkpoint)))
+        if args.extrapolate:
+            from crystal_explorer.checkpoint import read_metadata
+
+            targets = dict(TARGETS)
+            for item in args.target:
+                metric, _, value = item.partition("=")
+                if metric not in CURVE_METRICS:
+                    raise ValueError(f"--target {item}: the ledger records {', '.join(CURVE_METRICS)}")
+                targets[metric] = float(value)
+            rows = extrapolate(read_metadata(args.checkpoint), targets, from_stage=args.from_stage)
+            print(f"fitted on {rows[0]['stages_fitted']} stages, {rows[0]['samples_seen']:,} samples seen")
+            print(extrapolation_table(rows, tuple(args.rate)))
     except USER_ERRORS as exc:
         return user_error(exc)
     return 0
