@@ -109,6 +109,18 @@ def test_metrics_tables_and_sentence_from_a_shipped_checkpoint() -> None:
     assert ("under-trained" in sentence) == (metrics["atoms_within_0.5A"] < 0.891)
 
 
+def test_metrics_table_gives_distance_percentiles_per_source_and_unmatched_as_infinite() -> None:
+    per = {"atoms_within_0.5A": 0.5, "distance_percentiles_true_to_pred": {"50": 0.3, "90": float("inf")}}
+    metrics = {"atoms_within_0.5A": 0.5, "distance_percentiles_true_to_pred": {"50": 0.25, "90": 1.5},
+               "per_source": {"perov_5_val.csv.gz": per, "mp_bulk.npz": {"atoms_within_0.5A": 0.5}}}
+    table = report.metrics_table(metrics, "lattice").set_index("metric")
+    assert table.loc["median true → decoded distance", "Perov-5"] == "0.30 Å"
+    assert table.loc["median true → decoded distance", "all"] == "0.25 Å"
+    assert table.loc["90th percentile true → decoded distance", "Perov-5"].startswith("∞")
+    assert table.loc["90th percentile true → decoded distance", "Materials Project (bulk)"] == "—"
+    assert table.loc["90th percentile true → decoded distance", "paper"] == "2 Å"
+
+
 def test_ledger_table_counts_samples_across_stages_and_shows_validation_where_recorded():
     meta = {"training_stages": [
         {"stage": 0, "steps": 10, "device": "NVIDIA H100 80GB HBM3"},  # an old entry: steps only, batch 64

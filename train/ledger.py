@@ -61,30 +61,17 @@ def curve_series(meta: dict) -> dict[str, list[tuple[int, dict]]]:
     return dict(sorted(series.items()))
 
 
-def _percent(value) -> str:
-    return "" if value is None else f"{100 * value:.1f}"
+def ledger_markdown(meta: dict) -> str:
+    """The app's ledger table (`report.ledger_table`, without its long `what` column) as Markdown."""
+    from crystal_explorer.report import ledger_table
 
-
-def ledger_table(meta: dict) -> str:
-    """The ledger as a Markdown table: one row per stage, with device, minutes, samples (that stage's and all so
-    far) and the pooled validation metrics recorded after it (%, blank where none were recorded)."""
-    header = ("| stage | device | minutes | samples | samples seen | lr | val crystals | "
-              + " | ".join(m.replace("_", " ").replace("0.5A", "0.5 Å") + " %" for m in CURVE_METRICS) + " |")
-    rows, seen = [header, "|" + " --- |" * (7 + len(CURVE_METRICS))], 0
-    for i, stage in enumerate(meta.get("training_stages") or []):
-        samples = stage_samples(stage)
-        seen += samples
-        minutes = stage.get("minutes")
-        if minutes is None and stage.get("samples_per_second"):
-            minutes = f"≈ {samples / stage['samples_per_second'] / 60:.1f}"  # stages logged before minutes were
-        validation = stage.get("validation") or {}
-        cells = [str(stage.get("stage", i)), str(stage.get("device", "")), "" if minutes is None else str(minutes),
-                 f"{samples:,}", f"{seen:,}", "" if stage.get("lr") is None else f"{stage['lr']:g}",
-                 str(validation.get("n_structures") or ""), *(_percent(validation.get(m)) for m in CURVE_METRICS)]
-        rows.append("| " + " | ".join(cells) + " |")
-    if len(rows) == 2:
+    table = ledger_table(meta)
+    if table.empty:
         raise ValueError("the folder's model.json has no training ledger")
-    return "\n".join(rows)
+    table = table.drop(columns=["what"])
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def extrapolate(meta: dict, targets: dict[str, float] = TARGETS, from_stage: int = 2) -> list[dict]:
@@ -198,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.table:
             from crystal_explorer.checkpoint import read_metadata
 
-            print(ledger_table(read_metadata(args.checkpoint)))
+            print(ledger_markdown(read_metadata(args.checkpoint)))
         if args.extrapolate:
             from crystal_explorer.checkpoint import read_metadata
 
