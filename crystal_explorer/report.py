@@ -287,22 +287,24 @@ def metrics_table(metrics: dict, representation: str) -> pd.DataFrame:
         row["paper"] = paper_single if representation == "single" else paper_lattice
         rows.append(row)
     for percentile, label, paper_lattice in (("50", "median", "0.2 Å"), ("90", "90th percentile", "2 Å")):
-        overall = (metrics.get("distance_percentiles_true_to_pred") or {}).get(percentile)
-        if overall is None:
+        if percentile not in (metrics.get("distance_percentiles_true_to_pred") or {}):
             continue
-        row = {"metric": f"{label} true → decoded distance", "all": _distance(overall)}
+        row = {"metric": f"{label} true → decoded distance", "all": _distance(metrics, percentile)}
         for name, values in sources.items():
-            row[source_name(name)] = _distance((values.get("distance_percentiles_true_to_pred") or {}).get(percentile))
+            row[source_name(name)] = _distance(values, percentile)
         row["paper"] = "—" if representation == "single" else paper_lattice
         rows.append(row)
     return pd.DataFrame(rows).fillna("—")
 
 
-def _distance(value) -> str:
-    """A true → decoded distance in Å; a true atom with no decoded atom at all counts as infinitely far."""
-    if value is None:
+def _distance(metrics: dict, percentile: str) -> str:
+    """A true → decoded distance percentile in Å. metrics.json writes null (or inf) where fewer atoms were decoded
+    than that percentile needs: infinitely far, not missing."""
+    percentiles = metrics.get("distance_percentiles_true_to_pred") or {}
+    if percentile not in percentiles:
         return "—"
-    return "∞ (over half unmatched)" if not np.isfinite(value) else f"{value:.2f} Å"
+    value = percentiles[percentile]
+    return "∞ (too few decoded atoms)" if value is None or not np.isfinite(value) else f"{value:.2f} Å"
 
 
 def _unit(key: str) -> str:

@@ -119,6 +119,12 @@ def test_metrics_table_gives_distance_percentiles_per_source_and_unmatched_as_in
     assert table.loc["90th percentile true → decoded distance", "Perov-5"].startswith("∞")
     assert table.loc["90th percentile true → decoded distance", "Materials Project (bulk)"] == "—"
     assert table.loc["90th percentile true → decoded distance", "paper"] == "2 Å"
+    # metrics.json writes a percentile the decoded atoms cannot reach as null: infinite, not missing
+    metrics["per_source"]["perov_5_val.csv.gz"]["distance_percentiles_true_to_pred"]["90"] = None
+    metrics["distance_percentiles_true_to_pred"]["90"] = None
+    table = report.metrics_table(metrics, "lattice").set_index("metric")
+    assert table.loc["90th percentile true → decoded distance", "all"].startswith("∞")
+    assert table.loc["90th percentile true → decoded distance", "Perov-5"].startswith("∞")
 
 
 def test_ledger_table_counts_samples_across_stages_and_shows_validation_where_recorded():
