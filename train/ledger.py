@@ -68,10 +68,10 @@ def ledger_markdown(meta: dict) -> str:
     table = ledger_table(meta)
     if table.empty:
         raise ValueError("the folder's model.json has no training ledger")
+    from train.tables import markdown
+
     table = table.drop(columns=["what"])
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown(list(table.columns), [[str(v) for v in row] for row in table.itertuples(index=False)])
 
 
 def extrapolate(meta: dict, targets: dict[str, float] = TARGETS, from_stage: int = 2) -> list[dict]:
@@ -114,15 +114,17 @@ def extrapolation_table(rows: list[dict], rates: tuple[float, ...] = ()) -> str:
     """`extrapolate`'s rows as Markdown, with the hours each training rate (samples/s) would take to get there."""
     head = ["metric (pooled val)", "latest", "gain per doubling", "target", "samples needed",
             *(f"hours at {r:g} samples/s" for r in rates)]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    from train.tables import markdown
+
+    lines = []
     for row in rows:
         needed = row["samples_needed"]
         more = None if needed is None else max(needed - row["samples_seen"], 0.0)
         cells = [row["metric"], f"{100 * row['latest']:.1f} %", f"{100 * row['per_doubling']:+.2f} points",
                  f"{100 * row['target']:g} %", _samples(needed),
                  *("" if more is None or more > OUT_OF_REACH else f"{more / r / 3600:,.0f}" for r in rates)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown(head, lines)
 
 
 def plot_learning_curve(folder: str | Path, out: str | Path | None = None) -> Path:
@@ -182,20 +184,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recorded validation metrics on stage {stage.get('stage')}")
         if args.plot:
             print(f"learning curve → {plot_learning_curve(args.checkpoint)}")
+        if args.table or args.extrapolate:
+            from crystal_explorer.checkpoint import read_metadata
+
+            meta = read_metadata(args.checkpoint)
         if args.table:
-            from crystal_explorer.checkpoint import read_metadata
-
-            print(ledger_markdown(read_metadata(args.checkpoint)))
+            print(ledger_markdown(meta))
         if args.extrapolate:
-            from crystal_explorer.checkpoint import read_metadata
-
             targets = dict(TARGETS)
             for item in args.target:
                 metric, _, value = item.partition("=")
                 if metric not in CURVE_METRICS:
                     raise ValueError(f"--target {item}: the ledger records {', '.join(CURVE_METRICS)}")
                 targets[metric] = float(value)
-            rows = extrapolate(read_metadata(args.checkpoint), targets, from_stage=args.from_stage)
+            rows = extrapolate(meta, targets, from_stage=args.from_stage)
             print(f"fitted on {rows[0]['stages_fitted']} stages, {rows[0]['samples_seen']:,} samples seen")
             print(extrapolation_table(rows, tuple(args.rate)))
     except USER_ERRORS as exc:

@@ -36,6 +36,14 @@ def _cell(value: object, kind: str) -> str:
     return f"{float(value):.3g}"
 
 
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table from its header and rows of cell texts."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return "\n".join([line(header), "|" + " --- |" * len(header), *map(line, rows)])
+
+
 def markdown_table(metrics: dict, before: dict | None = None) -> str:
     """Rows of ROWS present in `metrics`; columns: all, then each source (named as train.evaluate names them)."""
     from crystal_explorer.report import source_name
@@ -43,7 +51,7 @@ def markdown_table(metrics: dict, before: dict | None = None) -> str:
     sources = list(metrics.get("per_source", {}))
     header = ["metric", f"all ({metrics.get('n_structures', '?')})",
               *(f"{source_name(s)} ({metrics['per_source'][s].get('n_structures', '?')})" for s in sources)]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows = []
     for label, key, kind in ROWS:
         blocks = [(metrics, before), *((metrics["per_source"][s], (before or {}).get("per_source", {}).get(s))
                                        for s in sources)]
@@ -53,8 +61,8 @@ def markdown_table(metrics: dict, before: dict | None = None) -> str:
             previous = _cell(old.get(key), kind) if old else ""
             cells.append(f"{previous} → {text}" if previous and text and previous != text else text)
         if any(cells):
-            lines.append("| " + " | ".join([label, *cells]) + " |")
-    return "\n".join(lines)
+            rows.append([label, *cells])
+    return markdown(header, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
