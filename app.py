@@ -115,9 +115,10 @@ def arrays_key(arrays: CrystalArrays) -> str:
     return digest.hexdigest()[:16]
 
 
-@st.cache_data(show_spinner="Encoding, refining the encoding on the input (about a second) and decoding…", max_entries=64)
-def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int, refine: bool = True) -> Reconstruction:
-    return load_model(folder).reconstruct(_arrays, seed, refine=refine)
+@st.cache_data(show_spinner="Encoding, refining the encoding on the input and decoding (a second per orientation)…", max_entries=64)
+def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int, refine: bool = True,
+                orientations: int = 1) -> Reconstruction:
+    return load_model(folder).reconstruct(_arrays, seed, refine=refine, orientations=orientations)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -319,6 +320,18 @@ def refine_ui(model: CrystalModel) -> bool:
              "(about 1 s on a 2-core CPU with bfloat16, 3 s without). Off: the encoder's posterior mean, as in the paper.")
 
 
+def orientations_ui(model: CrystalModel) -> int:
+    """Sidebar control: in how many orientations a single cell is decoded before its atoms are merged
+    (`crystal_explorer.consensus`); lattice models decode one."""
+    if model.representation != "single":
+        return 1
+    return int(st.sidebar.slider(
+        "Orientations to agree on", 1, 15, model.consensus.orientations, step=2, key="orientations",
+        help="Decodes the crystal in this many random orientations and keeps the atoms most of them agree on, with "
+             "their votes and peak heights pooled: species and counts come out right more often (README, \"Consensus "
+             "of orientations\"). Each orientation costs one more decoding; 1 is the paper's single decoding."))
+
+
 def encoding_tag(refine: bool) -> str:
     """The part of a cache key that says which encoding was decoded (`refine_ui`)."""
     return "refined" if refine else "mean"
@@ -408,8 +421,9 @@ def reconstruct_page() -> None:
     name, arrays = chosen
     seed = seed_ui("rec_seed")
     refine = refine_ui(model)
-    key = f"{folder}|{arrays_key(arrays)}|{seed}|{encoding_tag(refine)}"
-    enc, dec, cmp = reconstruct(folder, arrays_key(arrays), arrays, seed, refine)
+    orientations = orientations_ui(model)
+    key = f"{folder}|{arrays_key(arrays)}|{seed}|{encoding_tag(refine)}|{orientations}"
+    enc, dec, cmp = reconstruct(folder, arrays_key(arrays), arrays, seed, refine, orientations)
     metrics = summarise([cmp])
     p = enc.placement
     true_pos, true_z = visible(model, p)
@@ -452,7 +466,9 @@ def reconstruct_page() -> None:
                    f"{', '.join(f'{v:.1f}' for v in plotting.nested_levels(level))} Z units (a lone atom peaks at its Z); atoms "
                    "are spheres of 0.4 × their covalent radius in Jmol colours, bonds join atoms closer than 1.15 × the sum of "
                    "their covalent radii. Atoms closer than 2 Å (most bonds) merge into one surface at any level: the density "
-                   "is Gaussians of σ = 1 Å.")
+                   "is Gaussians of σ = 1 Å." + (
+                       f" The decoded density is this orientation's; the decoded atoms are those at least a majority of "
+                       f"{orientations} orientations agree on (sidebar)." if orientations > 1 else ""))
     with cell_tab:
         sets = {f"input {input_formula}": cell_view(truth)}
         if crystal is not None and len(crystal):
@@ -833,7 +849,8 @@ def model_page() -> None:
         st.caption(f"{metrics.get('n_structures', '?')} crystals of the {metrics.get('split', '?')} split of each source file "
                    f"({metrics.get('n_skipped', 0)} skipped: do not fit the cube), from `python -m train.evaluate`. The split "
                    "is chosen by a hash of each material id, so the Perov-5 and Carbon-24 columns are crystals the model "
-                   "never saw, drawn from the published validation files.")
+                   f"never saw, drawn from the published validation files. Decoded as the Reconstruct page does: "
+                   f"{report.decoding_description(metrics)}.")
         table = report.metrics_table(metrics, model.representation)
         st.dataframe(table, hide_index=True, height=38 + 35 * len(table))
         figures = [f for f in FIGURES if (ROOT / folder / f"{f}.png").is_file()]

@@ -2,7 +2,7 @@
 
 Times, on whatever device `CrystalModel` picks (GPU when present): the Reconstruct page after an upload
 (parse + reconstruct + the figures it draws; with and without the refinement of the encoding, and the refinement
-in float32 beside the checkpoint's precision), one latent-slider move (decode + isosurface), and a
+in float32 beside the checkpoint's precision; in one orientation, and in the checkpoint's consensus of orientations), one latent-slider move (decode + isosurface), and a
 10-frame interpolation (decode + animation figure). A reference in the same run, one 16 → 16
 channel 3×3×3 convolution over a 30³ grid in torch, puts the numbers in context of the machine's speed at
 that moment (the machines these run on are shared), and the slider move is also timed with the eager networks
@@ -60,10 +60,10 @@ def main() -> None:
         refinement = {**dataclasses.asdict(model.refinement), "precision": precision}
         return dataclasses.replace(model, metadata={**model.metadata, "refinement": refinement})
 
-    def reconstruct_page(refine: bool = True, on: CrystalModel = model) -> None:
+    def reconstruct_page(refine: bool = True, on: CrystalModel = model, orientations: int = 1) -> None:
         structure, _ = structure_from_text(cif, "cif")
         arrays = crystal_arrays(structure, args.example)
-        rec = on.reconstruct(arrays, seed=0, refine=refine)
+        rec = on.reconstruct(arrays, seed=0, refine=refine, orientations=orientations)
         p = rec.encoded.placement
         densities = {"input": rec.encoded.density, "decoded": rec.decoded.density}
         plotting.isosurface_figure(densities, plotting.separating_level(rec.encoded.density),
@@ -113,6 +113,9 @@ def main() -> None:
         ("reconstruct page, posterior mean (refine switched off)", median_seconds(lambda: reconstruct_page(False), args.repeats), 1.0),
         (f"reference: refined ({model.refinement.steps} steps) in float32", median_seconds(lambda: reconstruct_page(True, with_precision("float32")), args.repeats), None),
         (f"reconstruct page, refined (the default: {resolved_precision(model.refinement, model.device)})", median_seconds(reconstruct_page, args.repeats), 1.0),
+        *([(f"reconstruct page, refined, consensus of {k} orientations (the checkpoint's)",
+            median_seconds(lambda: reconstruct_page(orientations=k), args.repeats), None)]
+          if (k := model.consensus.orientations) > 1 else []),
         ("reference: the same slider move with eager networks", median_seconds(lambda: slider_move(eager), args.repeats), None),
         ("one latent slider move (decode + isosurface)", median_seconds(slider_move, args.repeats), 0.3),
         ("10-frame interpolation (decode + animation)", median_seconds(interpolation, max(1, args.repeats // 2)), 3.0),

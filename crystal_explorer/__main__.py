@@ -158,13 +158,15 @@ def reconstruct_one(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"command": args.command, "checkpoint": str(args.checkpoint), "seed": args.seed,
-               "refine_steps": model.refinement.steps, **_reconstruct(model, structure, crystal, out, args.seed, png=not args.no_png)}
+               "refine_steps": model.refinement.steps,
+               "orientations": model.consensus.orientations, **_reconstruct(model, structure, crystal, out, args.seed, png=not args.no_png)}
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return summary
 
 
 def _load(args: argparse.Namespace):
-    """The checkpoint's model, with `--refine-steps` (when given) replacing its refinement for this run."""
+    """The checkpoint's model, with `--refine-steps` and `--orientations` (when given) replacing its refinement
+    and its consensus for this run."""
     from crystal_explorer.latent import CrystalModel
 
     model = CrystalModel.from_checkpoint(args.checkpoint, device=args.device)
@@ -173,6 +175,11 @@ def _load(args: argparse.Namespace):
             raise CrystalExplorerError(f"--refine-steps must be 0 or more, not {args.refine_steps}")
         refinement = dataclasses.replace(model.refinement, steps=args.refine_steps)
         model.metadata = {**model.metadata, "refinement": dataclasses.asdict(refinement)}
+    if getattr(args, "orientations", None) is not None:
+        if args.orientations < 1:
+            raise CrystalExplorerError(f"--orientations must be 1 or more, not {args.orientations}")
+        consensus = dataclasses.replace(model.consensus, orientations=args.orientations, min_support=None)
+        model.metadata = {**model.metadata, "consensus": dataclasses.asdict(consensus)}
     return model
 
 
@@ -279,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a CIF or POSCAR file, a folder of them, or a CSV(.gz) with a 'cif' column (and 'material_id')")
     p.add_argument("--no-png", action="store_true", help="skip the PNG preview: more than half of a batch's time per crystal")
+    p.add_argument("--orientations", type=int, help="decode a single cell in N orientations and keep the atoms most agree "
+                   "on (default: the checkpoint's; 1 = one decoding, the paper's)")
     p = sub.add_parser("sample", parents=[common], help="decode random draws (ε ~ N(0, 1); see --prior)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--prior", choices=("aggregate", "standard"),

@@ -6,6 +6,7 @@ peak-normalised (a lone atom peaks at its Z); positions are in Å in the cube fr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +17,7 @@ import torch
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.cell import CellHead, lattice_from_parameters, orient_cell
 from crystal_explorer.checkpoint import load_model
+from crystal_explorer.consensus import ConsensusConfig, DecodedAtoms, merge, to_reference_frame
 from crystal_explorer.density_fit import SpeciesRule, fit_amplitudes, species_from_amplitudes
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
@@ -244,6 +246,51 @@ class CrystalModel:
         latents, _ = refine_latents(self.network, x, torch.from_numpy(means).to(self.device), condition, config, progress)
         return latents
 
+    @property
+    def consensus(self) -> ConsensusConfig:
+        """How many orientations a reconstruction decodes and merges (`crystal_explorer.consensus`): model.json's
+        "consensus", else one orientation (the plain reconstruction). Lattice models always decode one."""
+        try:
+            config = ConsensusConfig.from_dict(self.metadata.get("consensus"))
+        except (TypeError, ValueError) as exc:
+            raise CrystalExplorerError(f"the checkpoint's consensus is not readable ({exc})") from exc
+        return config if self.representation == "single" else ConsensusConfig()
+
+    def other_orientations(self, crystal: CrystalArrays, seed: int | list[int], count: int) -> list[Placement]:
+        """Up to `count` further placements of a single cell, each seeded with [*seed, k] (k = 1, 2, ...); an
+        orientation that does not fit the cube is left out."""
+        seed = [seed] if isinstance(seed, int) else list(seed)
+        if self.representation != "single":
+            return []
+        found = (place(crystal, "single", np.random.default_rng([*seed, k]), self.grid) for k in range(1, count + 1))
+        return [p for p in found if p is not None]
+
+    def merged_decoding(self, placements: list[Placement], decodings: list[Decoded], config: ConsensusConfig) -> Decoded:
+        """The first decoding with its atoms replaced by those that `config.support` of `decodings` (the same
+        single cell decoded in `placements`' orientations) agree on, in the first placement's frame."""
+        first = decodings[0]
+        if len(decodings) == 1:
+            return first
+        reference = placements[0].rotation
+        sets = [DecodedAtoms(to_reference_frame(d.atoms.positions, p.rotation, reference, self.grid.centre_angstrom),
+                             d.atoms.votes if d.atoms.votes is not None else np.zeros((len(d.atoms), 1)),
+                             fit_amplitudes(d.density, d.atoms.positions, self.grid))
+                for p, d in zip(placements, decodings, strict=True)]
+        merged = merge(sets, min(config.support, len(decodings)), config.radius_angstrom)
+        if self.segmentation["species"] == "amplitude+vote" and len(merged.positions):
+            rule = SpeciesRule.from_dict(self.segmentation["species_rule"])
+            z = species_from_amplitudes(merged.amplitudes, merged.votes, self.network.config.max_z, rule)
+        else:
+            z = merged.votes.argmax(1) if len(merged.positions) else np.zeros(0, np.int64)
+        n_voxels = np.rint(merged.votes.sum(1) / np.maximum(merged.support, 1)).astype(np.int64)  # per decoding
+        atoms = Atoms(merged.positions, np.asarray(z, np.int64), n_voxels, merged.votes)
+        return first._replace(atoms=atoms)
+
+    def decode_encodings(self, encoded: list[Encoded], refine: bool = True, progress=None) -> list[Decoded]:
+        """Decode several encodings at once (refined together, see `decode_encoded`)."""
+        latents = self.refine(encoded, progress=progress) if refine else np.stack([e.mean for e in encoded])
+        return [self.decode(z, condition=self.condition_for(density=e.density))[0] for z, e in zip(latents, encoded, strict=True)]
+
     def decode_encoded(self, encoded: Encoded, refine: bool = True, progress=None) -> Decoded:
         """Decode an encoding: its posterior mean refined on the input density (`refinement`; `refine=False`
         decodes the posterior mean itself, the paper's reconstruction). The conditional model is conditioned
@@ -252,11 +299,17 @@ class CrystalModel:
         return self.decode(latent, condition=self.condition_for(density=encoded.density))[0]
 
     def reconstruct(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False, refine: bool = True,
-                    progress=None) -> Reconstruction:
-        """Encode, refine (see `decode_encoded`), decode, segment and compare with the truth."""
-        encoded = self.encode(crystal, seed, canonical)
-        decoded = self.decode_encoded(encoded, refine, progress)
-        return Reconstruction(encoded, decoded, compare_decoding(encoded, decoded, self.grid))
+                    progress=None, orientations: int | None = None) -> Reconstruction:
+        """Encode, refine (see `decode_encoded`), decode, segment and compare with the truth. A single cell is
+        decoded in `orientations` orientations (default: the checkpoint's `consensus`) and the atoms most of
+        them agree on are kept, in the frame of the first (`merged_decoding`); `canonical` decodes one."""
+        config = self.consensus if orientations is None else dataclasses.replace(
+            self.consensus, orientations=orientations, min_support=None)
+        first = self.place(crystal, seed, canonical)
+        placements = [first] + ([] if canonical else self.other_orientations(crystal, seed, config.orientations - 1))
+        encoded = self.encode_placements(placements)
+        decoded = self.merged_decoding(placements, self.decode_encodings(encoded, refine, progress), config)
+        return Reconstruction(encoded[0], decoded, compare_decoding(encoded[0], decoded, self.grid))
 
     def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None,
                        atomic_numbers: np.ndarray | None = None) -> np.ndarray | None:

@@ -395,6 +395,19 @@ def ledger_table(meta: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def decoding_description(metrics: dict) -> str:
+    """How a metrics.json's crystals were decoded, in words: refinement steps and orientations merged."""
+    steps = (metrics.get("refinement") or {}).get("steps", 0)
+    orientations = (metrics.get("consensus") or {}).get("orientations", 1)
+    parts = [f"encodings refined for {steps} steps" if steps else "posterior means decoded as they are (not refined)"]
+    if orientations > 1:
+        support = metrics["consensus"].get("min_support") or orientations // 2 + 1
+        parts.append(f"each crystal decoded in {orientations} orientations, keeping the atoms {support} of them agree on")
+    else:
+        parts.append("one orientation per crystal")
+    return "; ".join(parts)
+
+
 def held_out_sentence(metrics: dict, representation: str) -> str:
     """One plain sentence on how well the model does on held-out crystals, and whether it is under-trained."""
     n = metrics.get("n_structures", "?")

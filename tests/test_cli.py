@@ -104,6 +104,20 @@ def test_refine_steps_are_recorded_and_a_negative_count_is_refused(tmp_path, per
     assert not (tmp_path / "bad" / "summary.json").exists()
 
 
+def test_orientations_are_recorded_and_zero_is_refused(tmp_path, perovskite, capsys):
+    cif = tmp_path / "srtio3.cif"
+    perovskite.to(filename=str(cif))
+    out = tmp_path / "out3"
+    assert main(["reconstruct", str(cif), "--out", str(out), "--device", "cpu", "--no-png", "--refine-steps", "0",
+                 "--orientations", "3"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["orientations"] == 3 and summary["decoded"]["n_atoms"] == 5
+    capsys.readouterr()
+    assert main(["reconstruct", str(cif), "--out", str(tmp_path / "bad"), "--orientations", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--orientations" in err
+
+
 def test_missing_checkpoint_exits_nonzero(tmp_path, perovskite):
     cif = tmp_path / "x.cif"
     perovskite.to(filename=str(cif))

@@ -138,3 +138,11 @@ def test_ledger_table_counts_samples_across_stages_and_shows_validation_where_re
     assert table["val atoms within 0.5 Å (%)"].tolist() == ["", "50.0"] and table["lr"].iloc[1] == "3e-05"
     assert report.training_summary(meta) == {"stages": 2, "gpu_stages": 1, "cpu_stages": 1, "samples": 740,
                                              "minutes": 12.4}
+
+
+def test_decoding_description_says_how_the_metrics_were_decoded():
+    from crystal_explorer.report import decoding_description
+
+    assert decoding_description({}) == "posterior means decoded as they are (not refined); one orientation per crystal"
+    text = decoding_description({"refinement": {"steps": 20}, "consensus": {"orientations": 7, "min_support": None}})
+    assert "refined for 20 steps" in text and "7 orientations" in text and "4 of them" in text

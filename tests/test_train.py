@@ -155,6 +155,7 @@ def test_init_from_keeps_how_the_model_is_decoded(first_run, run_setup):
     meta = json.loads((start / "model.json").read_text())
     meta["refinement"] = {"steps": 0, "lr": 0.1}  # decode the posterior mean itself
     meta["segmentation"] = {"background_logit_offset": 1.5}  # as train.calibrate chose for the lattice
+    meta["consensus"] = {"orientations": 5}
     (start / "model.json").write_text(json.dumps(meta))
     code = _main_in_process("--config", str(config), "--data", str(csv), "--max-steps", "1", "--batch-size", "2",
                             "--runs", str(tmp / "runs_refinement"), "--accelerator", "cpu", "--init-from", str(start),
@@ -164,6 +165,7 @@ def test_init_from_keeps_how_the_model_is_decoded(first_run, run_setup):
     # evaluating the export decodes it as the starting checkpoint was, not with the default refinement
     assert meta["refinement"] == {"steps": 0, "lr": 0.1}
     assert meta["segmentation"] == {"background_logit_offset": 1.5}
+    assert meta["consensus"] == {"orientations": 5}
 
 
 def test_accumulated_batches_count_every_sample_in_the_ledger(first_run, run_setup):

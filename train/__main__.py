@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 # model.json keys a stage started with --init-from carries into its export: how the model is decoded (the
-# refinement and the segmentation were chosen on val for these weights' ancestors), so an export evaluates as the
-# shipped model would; `python -m train.calibrate` re-chooses the segmentation for the new weights
-INHERITED_METADATA = ("refinement", "refinement_note", "segmentation")
+# refinement, the segmentation and the consensus of orientations were chosen on val for these weights' ancestors),
+# so an export evaluates as the shipped model would; `python -m train.calibrate` re-chooses the segmentation for the
+# new weights
+INHERITED_METADATA = ("refinement", "refinement_note", "segmentation", "consensus")
 
 
 def _git_revision() -> str:

@@ -5,7 +5,9 @@
 
 `--oracle` segments the true species grid S back into atoms (no model): the ceiling of the representation.
 With `--checkpoint` each crystal is encoded (posterior mean, refined on its input density as the
-checkpoint says, `crystal_explorer.refine`; `--refine-steps 0` for the paper's plain reconstruction), decoded and segmented. Crystal i is placed
+checkpoint says, `crystal_explorer.refine`; `--refine-steps 0` for the paper's plain reconstruction), decoded and segmented;
+a single cell is decoded in the checkpoint's consensus of orientations (`crystal_explorer.consensus`; `--orientations 1`
+for one). Crystal i is placed
 with the seeded generator [seed, i], so runs are reproducible. Writes OUT/metrics.json (overall, and per
 source file) and, with `--figures`, the PNGs of the paper's Figs. 3 and 4.
 """
@@ -55,6 +57,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             refinement = dataclasses.replace(refinement, steps=args.refine_steps)
         if args.refine_precision is not None:
             refinement = dataclasses.replace(refinement, precision=args.refine_precision)
+        consensus = model.consensus
+        if args.orientations is not None:
+            consensus = dataclasses.replace(consensus, orientations=args.orientations, min_support=args.min_support)
     if representation is None:
         raise ValueError("give --representation with --oracle")
 
@@ -82,10 +87,18 @@ def evaluate(args: argparse.Namespace) -> dict:
                     comparisons.append(compare_with_truth(p, atoms, grid))
                     extra["match"].append((bundle[int(i)], p, atoms, None, name))
                 continue
-            encoded = model.encode_placements([p for _, p in chunk])
+            # each crystal in its orientations (one unless the consensus asks for more), all refined as one batch
+            groups = [[p, *model.other_orientations(bundle[int(i)], [args.seed, int(i)], consensus.orientations - 1)]
+                      for i, p in chunk]
+            flat = [q for group in groups for q in group]
+            encoded = model.encode_placements(flat)
             latents = model.refine(encoded, refinement)  # the whole batch at once: same result, faster
-            for (i, _), enc, latent in zip(chunk, encoded, latents, strict=True):
-                dec = model.decode(latent, condition=model.condition_for(density=enc.density))[0]
+            decoded = [model.decode(z, condition=model.condition_for(density=e.density))[0]
+                       for z, e in zip(latents, encoded, strict=True)]
+            starts = np.cumsum([0, *map(len, groups)])
+            for (i, _), group, start in zip(chunk, groups, starts, strict=False):
+                enc = encoded[start]
+                dec = model.merged_decoding(group, decoded[start : start + len(group)], consensus)
                 comparison = compare_decoding(enc, dec, grid)
                 comparisons.append(comparison)
                 if len(extra["voxels"]) < 200_000:
@@ -109,6 +122,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "mode": "oracle" if model is None else "model",
         "checkpoint": args.checkpoint,
         "refinement": dataclasses.asdict(refinement) if model is not None else None,
+        "consensus": dataclasses.asdict(consensus) if model is not None else None,
         "split": args.split,
         "seed": args.seed,
         "data": [str(p) for p in args.data],
@@ -262,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(crystal_explorer.refine; default: the checkpoint's, 0 = the paper's plain reconstruction)")
     parser.add_argument("--refine-precision", choices=PRECISIONS,
                         help="the decoder's arithmetic while refining (default: the checkpoint's)")
+    parser.add_argument("--orientations", type=int, help="decode each single cell in N orientations and keep the atoms "
+                        "most agree on (crystal_explorer.consensus; default: the checkpoint's, 1 = one orientation)")
+    parser.add_argument("--min-support", type=int, help="with --orientations: decodings that must agree (default: a majority)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from train import USER_ERRORS, user_error
