@@ -115,7 +115,7 @@ def arrays_key(arrays: CrystalArrays) -> str:
     return digest.hexdigest()[:16]
 
 
-@st.cache_data(show_spinner="Encoding, refining the encoding on the input and decoding (a second per orientation)…", max_entries=64)
+@st.cache_data(show_spinner="Encoding, refining the encoding on the input and decoding (about 0.6 s per orientation)…", max_entries=64)
 def reconstruct(folder: str, key: str, _arrays: CrystalArrays, seed: int, refine: bool = True,
                 orientations: int = 1) -> Reconstruction:
     return load_model(folder).reconstruct(_arrays, seed, refine=refine, orientations=orientations)
@@ -580,6 +580,9 @@ def latent_page() -> None:
         refine = refine_ui(model)
         base = reconstruct(folder, arrays_key(arrays), arrays, 0, refine).decoded.latent
         base_id = f"{folder}|{arrays_key(arrays)}|{encoding_tag(refine)}"
+        if model.consensus.orientations > 1:
+            st.caption("The sliders start from this crystal's encoding in one orientation, so the start is that one "
+                       "decoding; the Reconstruct page merges several orientations and can show other atoms.")
     else:
         seed = int(st.number_input("Draw seed", 0, 1_000_000, 0, key="latent_seed"))
         base = model.draw(1, seed)[0]  # from the aggregate prior when the checkpoint has one

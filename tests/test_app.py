@@ -175,6 +175,15 @@ def test_latent_sliders_without_readable_direction_effects_keep_plain_labels(nam
     assert [at.slider(key=f"dir_{k}").label for k in range(8)] == [f"Direction {k + 1} (σ)" for k in range(8)]
 
 
+def test_orientations_slider_merges_several_decodings() -> None:
+    at = open_page()
+    slider = at.slider(key="orientations")
+    assert slider.value == 7  # the checkpoint's consensus
+    assert any("majority of 7 orientations" in c.value for c in at.caption)
+    slider.set_value(1).run()
+    assert not at.exception and not any("orientations agree" in c.value for c in at.caption)
+
+
 def test_refine_switch_decodes_the_posterior_mean_when_off() -> None:
     at = open_page()
     switch = next(t for t in at.toggle if t.key == "refine")
@@ -188,8 +197,9 @@ def test_refine_switch_decodes_the_posterior_mean_when_off() -> None:
 
 
 def test_latent_start_is_the_reconstruction() -> None:
-    # the sliders count from the encoded crystal, so the start decoding is the reconstruction
+    # the sliders count from the encoded crystal, so the start decoding is its reconstruction in one orientation
     reconstructed = open_page()
+    reconstructed.slider(key="orientations").set_value(1).run()
     decoded = metric(reconstructed, "Decoded")
     n_decoded = metric(reconstructed, "Atoms (true → decoded)").split(" → ")[1]
     explorer = open_page("latent")
