@@ -58,3 +58,15 @@ def test_xyz_of_atoms_molecules_and_structures(perovskite):
     assert to_xyz(atoms_to_molecule(atoms)) == text
     assert text.splitlines()[0].strip() == "2"
     assert to_xyz(perovskite).splitlines()[0].strip() == "5"
+
+
+def test_cif_of_slightly_off_symmetric_sites_reads_back_without_near_copies():
+    # a decoded SrTiO3 wrapped into its input's (rotated) cell, positions up to symprec off the symmetric ones;
+    # written unrefined, readers applied the operations to the off-site positions and got 27 sites for 5
+    lattice = [[3.3333537, 1.2274118, 1.6221092], [1.6807826, -3.4159225, -0.8691767], [1.145752, 1.4401246, -3.4441717]]
+    decoded = Structure(lattice, ["Sr", "O", "O", "O", "Ti"], [
+        [0.7227628, 0.8426585, 0.4128511], [0.7287174, 0.3460374, 0.9154138], [0.2240716, 0.3429995, 0.4241508],
+        [0.2274353, 0.8528203, 0.9241799], [0.2261647, 0.344145, 0.914446]])
+    back = Structure.from_str(to_cif(decoded), fmt="cif")
+    assert len(back) / back.volume == pytest.approx(len(decoded) / decoded.volume, rel=1e-3)
+    assert back.composition.reduced_formula == "SrTiO3" and space_group(back)[1] > 1
