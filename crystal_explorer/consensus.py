@@ -18,12 +18,13 @@ exact 33 → 47 % (Carbon-24). The orientations and support each checkpoint uses
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from crystal_explorer.settings import settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,7 @@ class ConsensusConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ConsensusConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data or {}) - known
-        if unknown:
-            raise ValueError(f"unknown consensus keys: {sorted(unknown)}")
-        return cls(**(data or {}))
+        return settings_from_dict(cls, data, "consensus")
 
 
 class DecodedAtoms(NamedTuple):

@@ -41,7 +41,6 @@ below are stage 3's. For stage 8 of single_cell (2026-11-27) the calibration cho
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,6 +49,7 @@ import torch
 
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.segment import Atoms
+from crystal_explorer.settings import settings_from_dict
 from crystal_explorer.voxel import density_grid, voxel_centres
 
 
@@ -76,11 +76,7 @@ class SpeciesRule:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> SpeciesRule:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data or {}) - known
-        if unknown:
-            raise ValueError(f"unknown species rule keys: {sorted(unknown)}")
-        return cls(**(data or {}))
+        return settings_from_dict(cls, data, "species rule")
 
 
 @dataclass(frozen=True)

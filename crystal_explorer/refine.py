@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from crystal_explorer.models import CrystalVAE
+from crystal_explorer.settings import settings_from_dict
 
 PRECISIONS = ("float32", "bfloat16", "auto")
 
@@ -54,11 +54,7 @@ class RefineConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> RefineConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data or {}) - known
-        if unknown:
-            raise ValueError(f"unknown refinement keys: {sorted(unknown)}")
-        return cls(**(data or {}))
+        return settings_from_dict(cls, data, "refinement")
 
 
 def native_bfloat16(device: torch.device) -> bool:
