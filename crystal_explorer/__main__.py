@@ -178,7 +178,7 @@ def _load(args: argparse.Namespace):
     if getattr(args, "orientations", None) is not None:
         if args.orientations < 1:
             raise CrystalExplorerError(f"--orientations must be 1 or more, not {args.orientations}")
-        consensus = dataclasses.replace(model.consensus, orientations=args.orientations, min_support=None)
+        consensus = model.consensus.with_orientations(args.orientations)
         model.metadata = {**model.metadata, "consensus": dataclasses.asdict(consensus)}
     return model
 

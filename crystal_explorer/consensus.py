@@ -18,6 +18,7 @@ exact 33 → 47 % (Carbon-24). The orientations and support each checkpoint uses
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -52,6 +53,10 @@ class ConsensusConfig:
     @property
     def support(self) -> int:
         return self.orientations // 2 + 1 if self.min_support is None else self.min_support
+
+    def with_orientations(self, orientations: int, min_support: int | None = None) -> ConsensusConfig:
+        """This config for another number of orientations (`min_support` None: a majority of them)."""
+        return dataclasses.replace(self, orientations=orientations, min_support=min_support)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ConsensusConfig:

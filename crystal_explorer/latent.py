@@ -6,7 +6,6 @@ peak-normalised (a lone atom peaks at its Z); positions are in Å in the cube fr
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -286,25 +285,24 @@ class CrystalModel:
         atoms = Atoms(merged.positions, np.asarray(z, np.int64), n_voxels, merged.votes)
         return first._replace(atoms=atoms)
 
-    def decode_encodings(self, encoded: list[Encoded], refine: bool = True, progress=None) -> list[Decoded]:
-        """Decode several encodings at once (refined together, see `decode_encoded`)."""
-        latents = self.refine(encoded, progress=progress) if refine else np.stack([e.mean for e in encoded])
+    def decode_encodings(self, encoded: list[Encoded], refine: bool = True, progress=None,
+                         config: RefineConfig | None = None) -> list[Decoded]:
+        """Decode several encodings, refined together (`config`, default `refinement`; see `decode_encoded`)."""
+        latents = self.refine(encoded, config, progress) if refine else np.stack([e.mean for e in encoded])
         return [self.decode(z, condition=self.condition_for(density=e.density))[0] for z, e in zip(latents, encoded, strict=True)]
 
     def decode_encoded(self, encoded: Encoded, refine: bool = True, progress=None) -> Decoded:
         """Decode an encoding: its posterior mean refined on the input density (`refinement`; `refine=False`
         decodes the posterior mean itself, the paper's reconstruction). The conditional model is conditioned
         on its input's largest density."""
-        latent = self.refine([encoded], progress=progress)[0] if refine else encoded.mean
-        return self.decode(latent, condition=self.condition_for(density=encoded.density))[0]
+        return self.decode_encodings([encoded], refine, progress)[0]
 
     def reconstruct(self, crystal: CrystalArrays, seed: int = 0, canonical: bool = False, refine: bool = True,
                     progress=None, orientations: int | None = None) -> Reconstruction:
         """Encode, refine (see `decode_encoded`), decode, segment and compare with the truth. A single cell is
         decoded in `orientations` orientations (default: the checkpoint's `consensus`) and the atoms most of
         them agree on are kept, in the frame of the first (`merged_decoding`); `canonical` decodes one."""
-        config = self.consensus if orientations is None else dataclasses.replace(
-            self.consensus, orientations=orientations, min_support=None)
+        config = self.consensus if orientations is None else self.consensus.with_orientations(orientations)
         first = self.place(crystal, seed, canonical)
         placements = [first] + ([] if canonical else self.other_orientations(crystal, seed, config.orientations - 1))
         encoded = self.encode_placements(placements)

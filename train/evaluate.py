@@ -59,7 +59,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             refinement = dataclasses.replace(refinement, precision=args.refine_precision)
         consensus = model.consensus
         if args.orientations is not None:
-            consensus = dataclasses.replace(consensus, orientations=args.orientations, min_support=args.min_support)
+            consensus = consensus.with_orientations(args.orientations, args.min_support)
     if representation is None:
         raise ValueError("give --representation with --oracle")
 
@@ -92,9 +92,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                       for i, p in chunk]
             flat = [q for group in groups for q in group]
             encoded = model.encode_placements(flat)
-            latents = model.refine(encoded, refinement)  # the whole batch at once: same result, faster
-            decoded = [model.decode(z, condition=model.condition_for(density=e.density))[0]
-                       for z, e in zip(latents, encoded, strict=True)]
+            decoded = model.decode_encodings(encoded, config=refinement)  # refined as one batch: same result, faster
             starts = np.cumsum([0, *map(len, groups)])
             for (i, _), group, start in zip(chunk, groups, starts, strict=False):
                 enc = encoded[start]
