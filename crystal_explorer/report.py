@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Composition, Lattice, Structure
 
+from crystal_explorer.consensus import ConsensusConfig
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.metrics import MATCH_RADIUS_ANGSTROM, nearest_distances, reduced_composition
 from crystal_explorer.plotting import covalent_radii, symbols
@@ -398,11 +399,11 @@ def ledger_table(meta: dict) -> pd.DataFrame:
 def decoding_description(metrics: dict) -> str:
     """How a metrics.json's crystals were decoded, in words: refinement steps and orientations merged."""
     steps = (metrics.get("refinement") or {}).get("steps", 0)
-    orientations = (metrics.get("consensus") or {}).get("orientations", 1)
+    consensus = ConsensusConfig.from_dict(metrics.get("consensus"))
+    orientations = consensus.orientations
     parts = [f"encodings refined for {steps} steps" if steps else "posterior means decoded as they are (not refined)"]
     if orientations > 1:
-        support = metrics["consensus"].get("min_support") or orientations // 2 + 1
-        parts.append(f"each crystal decoded in {orientations} orientations, keeping the atoms {support} of them agree on")
+        parts.append(f"each crystal decoded in {orientations} orientations, keeping the atoms {consensus.support} of them agree on")
     else:
         parts.append("one orientation per crystal")
     return "; ".join(parts)
