@@ -16,7 +16,7 @@ import torch
 from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.cell import CellHead, lattice_from_parameters, orient_cell
 from crystal_explorer.checkpoint import load_model
-from crystal_explorer.consensus import ConsensusConfig, DecodedAtoms, merge, to_reference_frame
+from crystal_explorer.consensus import ConsensusConfig, DecodedAtoms, Merged, merge, to_reference_frame
 from crystal_explorer.density_fit import SpeciesRule, fit_amplitudes, species_from_amplitudes
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
@@ -276,14 +276,18 @@ class CrystalModel:
                              fit_amplitudes(d.density, d.atoms.positions, self.grid))
                 for p, d in zip(placements, decodings, strict=True)]
         merged = merge(sets, min(config.support, len(decodings)), config.radius_angstrom)
+        return first._replace(atoms=self.merged_atoms(merged))
+
+    def merged_atoms(self, merged: Merged, rule: SpeciesRule | None = None) -> Atoms:
+        """Atoms of a consensus (`consensus.merge`): species from the pooled votes and mean amplitudes by `rule`
+        (default: the checkpoint's species rule) where the segmentation weighs amplitudes, else the vote."""
         if self.segmentation["species"] == "amplitude+vote" and len(merged.positions):
-            rule = SpeciesRule.from_dict(self.segmentation["species_rule"])
+            rule = rule or SpeciesRule.from_dict(self.segmentation["species_rule"])
             z = species_from_amplitudes(merged.amplitudes, merged.votes, self.network.config.max_z, rule)
         else:
             z = merged.votes.argmax(1) if len(merged.positions) else np.zeros(0, np.int64)
         n_voxels = np.rint(merged.votes.sum(1) / np.maximum(merged.support, 1)).astype(np.int64)  # per decoding
-        atoms = Atoms(merged.positions, np.asarray(z, np.int64), n_voxels, merged.votes)
-        return first._replace(atoms=atoms)
+        return Atoms(merged.positions, np.asarray(z, np.int64), n_voxels, merged.votes)
 
     def decode_encodings(self, encoded: list[Encoded], refine: bool = True, progress=None,
                          config: RefineConfig | None = None) -> list[Decoded]:

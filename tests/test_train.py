@@ -372,6 +372,30 @@ def test_calibration_sweeps_offsets_and_stores_the_choice(first_run, run_setup, 
     assert CrystalModel.from_checkpoint(folder, device="cpu").segmentation["split_angstrom"] is None
 
 
+def test_calibration_of_a_consensus_scores_what_evaluation_decodes(first_run, run_setup, tmp_path):
+    """`--orientations K` decodes each crystal as a consensus reconstruction does: at the checkpoint's offset
+    and rule its metrics are those of `train.evaluate --orientations K` on the same crystals."""
+    from crystal_explorer.latent import CrystalModel
+    from train.calibrate import decode_all, segmented, summary_for
+    from train.calibrate import main as calibrate
+    from train.evaluate import main as evaluate
+
+    code, run_dir = first_run
+    assert code == 0
+    _, csv, _ = run_setup
+    model = CrystalModel.from_checkpoint(run_dir / "export", device="cpu")
+    offset = model.background_offset
+    decodings = decode_all(model, [str(csv)], 3, 0, "all", 0, orientations=3, offsets=(offset,))
+    assert len(decodings) == 3 and all(d.logits is None and len(d.views[offset]) == 3 for d in decodings)
+    mine = summary_for(model, decodings, segmented(model, decodings, offset))
+    assert evaluate(["--checkpoint", str(run_dir / "export"), "--data", str(csv), "--split", "all", "--limit", "3",
+                     "--refine-steps", "0", "--orientations", "3", "--out", str(tmp_path / "ev")]) == 0
+    theirs = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("n_true_atoms", "n_pred_atoms", "count_exact", "atoms_within_0.5A", "species_exact", "formula_exact"):
+        assert mine[key] == theirs[key], key
+    assert calibrate(["--checkpoint", str(run_dir / "export"), "--data", str(csv), "--orientations", "0"]) == 2
+
+
 def test_species_rule_grid_is_every_combination():
     from train.calibrate import SPECIES_GRID, species_rules
 

@@ -11,6 +11,9 @@ Two choices, both stored in CHECKPOINT/model.json under "segmentation" with `--w
 
 Each crystal is decoded once, as the app decodes it (the posterior mean refined as the checkpoint says,
 `--refine-steps 0` for the plain mean), and segmented at every offset in the sweep with the model's split rule.
+With `--orientations K` (single cells) each crystal is decoded in K orientations, as a consensus
+reconstruction decodes it (`crystal_explorer.consensus`): every orientation is segmented at each offset, the
+atoms a majority agree on are kept, and the species rule is chosen on their pooled votes and mean amplitudes.
 
     python -m train.calibrate --checkpoint checkpoints/single_cell --data data_cache/{mp_ground_states,perov_5_val,carbon_24_val,mp_bulk}.npz \
         --limit 100 --species-rules --write
@@ -73,44 +76,68 @@ def species_rules(grid: dict = SPECIES_GRID) -> list:
 @dataclasses.dataclass
 class Decoding:
     """One val crystal decoded: its encoding, decoded density (Z units) and U-Net logits (C, n, n, n), the file it
-    came from and its row there."""
+    came from and its row there. A crystal decoded in several orientations keeps, instead of the logits, each
+    orientation's atoms at every swept offset (`views`: offset → [DecodedAtoms] in the first orientation's frame)."""
 
     encoded: object
     density: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | None
     source: str = ""
     index: int = -1
+    views: dict | None = None
 
 
-def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val", refine_steps: int | None = None
-               ) -> list[Decoding]:
-    """Decode up to `limit` crystals of `split` per source, refined as the model says (or `refine_steps`)."""
+def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val", refine_steps: int | None = None,
+               orientations: int = 1, offsets=OFFSETS) -> list[Decoding]:
+    """Decode up to `limit` crystals of `split` per source, refined as the model says (or `refine_steps`); with
+    `orientations` > 1, each in that many orientations (seeded as `train.evaluate` seeds them), segmented at
+    `offsets` as they are decoded (the logits of K orientations would not fit in memory)."""
     import torch
     from tqdm import tqdm
 
+    from crystal_explorer.consensus import DecodedAtoms, to_reference_frame
+    from crystal_explorer.density_fit import fit_amplitudes
     from crystal_explorer.representation import place
     from train.data import read_bundle
 
     refinement = model.refinement
     if refine_steps is not None:
         refinement = dataclasses.replace(refinement, steps=refine_steps)
+    split_angstrom = model.segmentation["split_angstrom"]
+    per_batch = max(1, 8 // orientations)
     out = []
     for path in data:
         bundle = read_bundle([path], progress=False)
         indices = (np.arange(len(bundle)) if split == "all" else np.flatnonzero(bundle.splits == split))[:limit]
         placed = [(int(i), place(bundle[int(i)], model.representation, np.random.default_rng([seed, int(i)]), model.grid))
                   for i in indices]
-        placed = [(i, p) for i, p in placed if p is not None]
-        for start in tqdm(range(0, len(placed), 8), desc=f"{Path(path).name} ({split})", unit=" batch"):
-            rows, placements = zip(*placed[start : start + 8], strict=True)
-            encoded = model.encode_placements(list(placements))
+        placed = [(i, [p, *model.other_orientations(bundle[i], [seed, i], orientations - 1)])
+                  for i, p in placed if p is not None]
+        for start in tqdm(range(0, len(placed), per_batch), desc=f"{Path(path).name} ({split})", unit=" batch"):
+            chunk = placed[start : start + per_batch]
+            flat = [q for _, group in chunk for q in group]
+            encoded = model.encode_placements(flat)
             latents = model.refine(encoded, refinement)
-            for row, enc, latent in zip(rows, encoded, latents, strict=True):
-                with torch.no_grad():
-                    z = torch.from_numpy(latent[None].astype(np.float32))
-                    density = model.network.decode(z, model.condition_for(density=enc.density))
-                    logits = model.network.segment(density).float()[0].numpy()
-                out.append(Decoding(enc, density[0, 0].numpy() * model.scale, logits, Path(path).name, row))
+            at = 0
+            for row, group in chunk:
+                views = {b: [] for b in offsets} if orientations > 1 else None
+                for k, placement in enumerate(group):
+                    enc = encoded[at + k]
+                    with torch.no_grad():
+                        z = torch.from_numpy(latents[at + k][None].astype(np.float32))
+                        density = model.network.decode(z, model.condition_for(density=enc.density))
+                        logits = model.network.segment(density).float()[0].numpy()
+                    density = density[0, 0].numpy() * model.scale
+                    if k == 0:
+                        first = Decoding(encoded[at], density, None if views is not None else logits, Path(path).name, row, views)
+                    for b in views or ():
+                        atoms = atoms_at_offset(logits, density, b, model.grid, split_angstrom)
+                        views[b].append(DecodedAtoms(
+                            to_reference_frame(atoms.positions, placement.rotation, group[0].rotation, model.grid.centre_angstrom),
+                            atoms.votes if atoms.votes is not None else np.zeros((len(atoms), 1)),
+                            fit_amplitudes(density, atoms.positions, model.grid)))
+                out.append(first)
+                at += len(group)
     return out
 
 
@@ -126,11 +153,16 @@ def atoms_at_offset(logits: np.ndarray, density: np.ndarray, offset: float, grid
 def segmented(model, decodings: list[Decoding], offset: float, amplitudes: bool = True) -> list:
     """The atoms (species not yet assigned by a rule) and, with `amplitudes`, their fitted amplitudes of each
     decoding at one offset (empty arrays without)."""
+    from crystal_explorer.consensus import merge
     from crystal_explorer.density_fit import fit_amplitudes
 
     split = model.segmentation["split_angstrom"]
     out = []
     for d in decodings:
+        if d.views is not None:  # a consensus of orientations: the atoms a majority agree on
+            merged = merge(d.views[offset], len(d.views[offset]) // 2 + 1, model.consensus.radius_angstrom)
+            out.append((model.merged_atoms(merged), merged.amplitudes))
+            continue
         atoms = atoms_at_offset(d.logits, d.density, offset, model.grid, split)
         fitted = amplitudes and len(atoms)
         out.append((atoms, fit_amplitudes(d.density, atoms.positions, model.grid) if fitted else np.zeros(0)))
@@ -195,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-angstrom", type=float,
                         help="segment with this watershed split of joined atoms (Å; 0 = one atom per component) instead "
                              "of the checkpoint's, and store it with --write")
+    parser.add_argument("--orientations", type=int, default=1,
+                        help="decode each single cell in N orientations and choose for their consensus (majority)")
     parser.add_argument("--write", action="store_true", help="store the choices in CHECKPOINT/model.json")
     args = parser.parse_args(argv)
     from crystal_explorer.checkpoint import META_FILE, atomic_write, read_metadata
@@ -207,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         model = CrystalModel.from_checkpoint(args.checkpoint, device="cpu")
         if args.split_angstrom is not None:
             model.metadata.setdefault("segmentation", {})["split_angstrom"] = args.split_angstrom or None
-        decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps)
+        if args.orientations < 1 or (args.orientations > 1 and model.representation != "single"):
+            raise ValueError("--orientations must be 1, or more for a single-cell model")
+        decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps,
+                               args.orientations, tuple(args.offsets))
         rules = species_rules() if args.species_rules else None
         by_offset, best, by_rule, by_source = sweep(model, decodings, tuple(args.offsets), rules)
     except USER_ERRORS as exc:
@@ -226,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
                     "split": args.split, "n_structures": by_offset[best]["n_structures"], "score": score(by_offset[best], rep),
                     "refinement_steps": args.refine_steps if args.refine_steps is not None else model.refinement.steps,
+                    "orientations": args.orientations,
                     "sweep": {str(b): {k: by_offset[b].get(k) for k in KEYS} for b in by_offset}}
     if by_rule:
         ranked = sorted(by_rule, key=lambda r: species_score(by_rule[r]), reverse=True)
