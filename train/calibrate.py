@@ -3,7 +3,7 @@
 Two choices, both stored in CHECKPOINT/model.json under "segmentation" with `--write`:
 
 - the **background offset** b, subtracted from the U-Net's background logit before the argmax: an
-  under-trained U-Net calls many faint atom voxels background, so decodings miss atoms. Chosen by `score`;
+  under-trained U-Net calls many faint atom voxels background, so decodings miss atoms. Chosen by `score`, offsets within a point of the best counted as tied (`choose_offset`);
 - with `--species-rules` (single-cell models, species "amplitude+vote"), the **species rule**
   (`crystal_explorer.density_fit.SpeciesRule`) at the chosen offset, from the grid `SPECIES_GRID`: chosen by
   species_exact + formula_exact. A rule retuned for each new U-Net, whose votes it weighs against the
@@ -52,9 +52,15 @@ def score(summary: dict, representation: str = "single") -> float:
     return float(summary.get("count_exact") or 0.0) + recall + precision
 
 
-def offset_key(offset: float, summary: dict, representation: str = "single") -> tuple:
-    """How offsets rank: by `score`, ties broken by `species_score`, then by the smaller shift."""
-    return score(summary, representation), species_score(summary), -abs(offset)
+SCORE_TIE = 0.01  # offsets whose score is within this (a point of one metric) of the best are tied
+
+
+def choose_offset(by_offset: dict, representation: str = "single", tie: float = SCORE_TIE) -> float:
+    """The offset of {offset: summary} to use: among those scoring within `tie` of the best (a difference of a
+    point is noise on a few hundred crystals), the best `species_score`, then the smaller shift."""
+    top = max(score(s, representation) for s in by_offset.values())
+    tied = [b for b, s in by_offset.items() if score(s, representation) >= top - tie]
+    return max(tied, key=lambda b: (species_score(by_offset[b]), -abs(b)))
 
 
 def species_score(summary: dict) -> float:
@@ -199,7 +205,7 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
     for b in tqdm(offsets, desc="offsets", unit=" offset"):
         atoms_at[b] = segmented(model, decodings, b, amplitudes=uses_rule)
         by_offset[b] = summary_for(model, decodings, atoms_at[b], current if uses_rule else None)
-    best = max(by_offset, key=lambda b: offset_key(b, by_offset[b], model.representation))
+    best = choose_offset(by_offset, model.representation)
     by_source = {}
     for source in dict.fromkeys(d.source for d in decodings):
         mine = [i for i, d in enumerate(decodings) if d.source == source]
