@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 OFFSETS = (-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
-SPECIES_GRID = {  # SpeciesRule fields and the values swept (3 · 2 · 3 · 4 · 3 = 216 rules)
+SPECIES_GRID = {  # SpeciesRule fields and the values swept (3 · 2 · 5 · 4 · 3 = 360 rules)
     "sigma_z": (1.5, 2.0, 3.0),
     "floor": (1e-4, 1e-2),
-    "light_max_z": (8, 10, 18),
+    # 6 and 7 let the amplitude decide atoms voted O (the U-Net calls every N and F anion O)
+    "light_max_z": (6, 7, 8, 10, 18),
     "heavy_sigma_z": (0.5, 0.7, 1.0, 1.5),
     "heavy_floor": (0.1, 1.0, 10.0),
 }
