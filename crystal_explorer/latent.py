@@ -270,13 +270,17 @@ class CrystalModel:
         first = decodings[0]
         if len(decodings) == 1:
             return first
-        reference = placements[0].rotation
-        sets = [DecodedAtoms(to_reference_frame(d.atoms.positions, p.rotation, reference, self.grid.centre_angstrom),
-                             d.atoms.votes if d.atoms.votes is not None else np.zeros((len(d.atoms), 1)),
-                             fit_amplitudes(d.density, d.atoms.positions, self.grid))
-                for p, d in zip(placements, decodings, strict=True)]
+        sets = [self.atoms_in_frame(d.atoms, d.density, p, placements[0]) for p, d in zip(placements, decodings, strict=True)]
         merged = merge(sets, min(config.support, len(decodings)), config.radius_angstrom)
         return first._replace(atoms=self.merged_atoms(merged))
+
+    def atoms_in_frame(self, atoms: Atoms, density: np.ndarray, placement: Placement, reference: Placement) -> DecodedAtoms:
+        """One orientation's decoded atoms, as a consensus merges them: positions moved from `placement`'s frame into
+        `reference`'s, the votes, and Gaussian amplitudes fitted to the decoded `density` (n, n, n) in Z units."""
+        return DecodedAtoms(
+            to_reference_frame(atoms.positions, placement.rotation, reference.rotation, self.grid.centre_angstrom),
+            atoms.votes if atoms.votes is not None else np.zeros((len(atoms), 1)),
+            fit_amplitudes(density, atoms.positions, self.grid))
 
     def merged_atoms(self, merged: Merged, rule: SpeciesRule | None = None) -> Atoms:
         """Atoms of a consensus (`consensus.merge`): species from the pooled votes and mean amplitudes by `rule`

@@ -102,8 +102,6 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
     import torch
     from tqdm import tqdm
 
-    from crystal_explorer.consensus import DecodedAtoms, to_reference_frame
-    from crystal_explorer.density_fit import fit_amplitudes
     from crystal_explorer.representation import place
     from train.data import read_bundle
 
@@ -139,10 +137,7 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
                         first = Decoding(encoded[at], density, None if views is not None else logits, Path(path).name, row, views)
                     for b in views or ():
                         atoms = atoms_at_offset(logits, density, b, model.grid, split_angstrom)
-                        views[b].append(DecodedAtoms(
-                            to_reference_frame(atoms.positions, placement.rotation, group[0].rotation, model.grid.centre_angstrom),
-                            atoms.votes if atoms.votes is not None else np.zeros((len(atoms), 1)),
-                            fit_amplitudes(density, atoms.positions, model.grid)))
+                        views[b].append(model.atoms_in_frame(atoms, density, placement, group[0]))
                 out.append(first)
                 at += len(group)
     return out
@@ -167,7 +162,8 @@ def segmented(model, decodings: list[Decoding], offset: float, amplitudes: bool 
     out = []
     for d in decodings:
         if d.views is not None:  # a consensus of orientations: the atoms a majority agree on
-            merged = merge(d.views[offset], len(d.views[offset]) // 2 + 1, model.consensus.radius_angstrom)
+            consensus = model.consensus.with_orientations(len(d.views[offset]))  # a majority must agree
+            merged = merge(d.views[offset], consensus.support, consensus.radius_angstrom)
             out.append((model.merged_atoms(merged), merged.amplitudes))
             continue
         atoms = atoms_at_offset(d.logits, d.density, offset, model.grid, split)
