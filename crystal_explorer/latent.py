@@ -106,31 +106,49 @@ class CrystalModel:
     def scale(self) -> float:
         return self.network.config.density_scale
 
-    @property
-    def background_offset(self) -> float:
-        """Subtracted from the background logit before the argmax (0 = plain argmax).
+    def background_offset_for(self, consensus: bool = True) -> float:
+        """Subtracted from the background logit before the argmax (0 = plain argmax), for a consensus's
+        orientations or (`consensus=False`) a single decoding; see `segmentation_for`.
 
         Chosen on the validation split by `python -m train.calibrate` and stored in model.json under
         "segmentation": an under-trained U-Net calls too many faint atom voxels background.
         """
-        return float(self.metadata.get("segmentation", {}).get("background_logit_offset", 0.0))
+        return float(self._stored_segmentation(consensus).get("background_logit_offset", 0.0))
 
     @property
-    def segmentation(self) -> dict:
+    def background_offset(self) -> float:
+        """The background offset of a reconstruction's decodings (`background_offset_for`)."""
+        return self.background_offset_for(True)
+
+    def _stored_segmentation(self, consensus: bool) -> dict:
+        stored = dict(self.metadata.get("segmentation", {}))
+        single = stored.pop("single_decoding", None) or {}
+        return stored if consensus else {**stored, **single}
+
+    def segmentation_for(self, consensus: bool = True) -> dict:
         """How decoded grids become atoms: `split_angstrom` (watershed split of joined atoms, None = one atom
         per component) and `species` ("vote": the paper's majority vote; "amplitude+vote": votes combined
         with least-squares Gaussian amplitudes, `crystal_explorer.density_fit`) and `species_rule` (the
         `SpeciesRule` fields of that combination; {} = the defaults). Single-cell models default to both
         refinements (chosen on the val split); lattice models to the paper's rule. model.json's
-        "segmentation" overrides."""
+        "segmentation" overrides; it is chosen for what a reconstruction decodes (`consensus`), and its
+        "single_decoding" entry, where present, overrides that again for a grid decoded on its own (a draw,
+        an interpolation, the latent explorer, a one-orientation reconstruction: `consensus=False`), whose
+        densities are blurrier than a consensus's orientations need them to be."""
         defaults = {"split_angstrom": 1.0, "species": "amplitude+vote", "species_rule": {}} if self.representation == "single" else {
             "split_angstrom": None, "species": "vote", "species_rule": {}}
-        stored = self.metadata.get("segmentation", {})
+        stored = self._stored_segmentation(consensus)
         return {k: stored.get(k, v) for k, v in defaults.items()}
 
-    def atoms_of(self, species: np.ndarray, density: np.ndarray) -> Atoms:
-        """Atoms (Å, cube frame) of one decoded species grid (n, n, n) and its density (n, n, n) in Z units."""
-        rule = self.segmentation
+    @property
+    def segmentation(self) -> dict:
+        """The segmentation of a reconstruction's decodings (`segmentation_for`)."""
+        return self.segmentation_for(True)
+
+    def atoms_of(self, species: np.ndarray, density: np.ndarray, consensus: bool = False) -> Atoms:
+        """Atoms (Å, cube frame) of one decoded species grid (n, n, n) and its density (n, n, n) in Z units, by
+        the segmentation of a single decoding or (`consensus`) of a consensus's orientation."""
+        rule = self.segmentation_for(consensus)
         atoms = atoms_from_species_grid(species, self.grid, weights=density, split_angstrom=rule["split_angstrom"])
         if rule["species"] == "amplitude+vote" and len(atoms):
             amplitudes = fit_amplitudes(density, atoms.positions, self.grid)
@@ -148,11 +166,13 @@ class CrystalModel:
         """Network-scaled densities (B, 1, n, n, n) of latents (B, L); `condition` (B, 1) for the conditional model."""
         return self.frozen("decoder", self.network.decoder, self.network.bottleneck(z, condition))
 
-    def segment_scores(self, density: torch.Tensor) -> torch.Tensor:
-        """Class logits (B, C, n, n, n) of network-scaled densities (B, 1, n, n, n), background offset applied."""
+    def segment_scores(self, density: torch.Tensor, consensus: bool = False) -> torch.Tensor:
+        """Class logits (B, C, n, n, n) of network-scaled densities (B, 1, n, n, n), the background offset of a
+        single decoding or (`consensus`) of a consensus's orientation applied."""
         scores = self.frozen("unet", self.network.unet, density).float()
-        if self.background_offset:
-            scores[:, 0] -= self.background_offset
+        offset = self.background_offset_for(consensus)
+        if offset:
+            scores[:, 0] -= offset
         return scores
 
     # --- encoding -------------------------------------------------------------------------------
@@ -203,8 +223,10 @@ class CrystalModel:
         return torch.tensor([[max(value, 1e-3)]], device=self.device)
 
     @torch.no_grad()
-    def decode(self, latents: np.ndarray, max_z: float | None = None, condition: torch.Tensor | None = None) -> list[Decoded]:
-        """Decode latents (B, L) (or (L,)) into densities, species grids and atoms."""
+    def decode(self, latents: np.ndarray, max_z: float | None = None, condition: torch.Tensor | None = None,
+               consensus: bool = False) -> list[Decoded]:
+        """Decode latents (B, L) (or (L,)) into densities, species grids and atoms, segmented as single decodings
+        or (`consensus`) as the orientations of a consensus (`segmentation_for`)."""
         latents = np.atleast_2d(np.asarray(latents, np.float32))
         if latents.shape[1] != self.latent_size:
             raise CrystalExplorerError(f"latent has size {latents.shape[1]}; this model's is {self.latent_size}")
@@ -217,10 +239,10 @@ class CrystalModel:
             if cond is not None:
                 cond = cond.expand(len(z), 1)
             density = self.decode_density(z, cond)
-            species = self.segment_scores(density).argmax(1).cpu().numpy()
+            species = self.segment_scores(density, consensus).argmax(1).cpu().numpy()
             density = (density[:, 0] * self.scale).cpu().numpy()
             for i in range(len(z)):
-                atoms = self.atoms_of(species[i], density[i])
+                atoms = self.atoms_of(species[i], density[i], consensus)
                 out.append(Decoded(latents[start + i], density[i], species[i], atoms))
         return out
 
@@ -294,10 +316,13 @@ class CrystalModel:
         return Atoms(merged.positions, np.asarray(z, np.int64), n_voxels, merged.votes)
 
     def decode_encodings(self, encoded: list[Encoded], refine: bool = True, progress=None,
-                         config: RefineConfig | None = None) -> list[Decoded]:
-        """Decode several encodings, refined together (`config`, default `refinement`; see `decode_encoded`)."""
+                         config: RefineConfig | None = None, consensus: bool | list[bool] = False) -> list[Decoded]:
+        """Decode several encodings, refined together (`config`, default `refinement`; see `decode_encoded`), each
+        segmented as a single decoding or as a consensus's orientation (`consensus`, one flag or one per encoding)."""
         latents = self.refine(encoded, config, progress) if refine else np.stack([e.mean for e in encoded])
-        return [self.decode(z, condition=self.condition_for(density=e.density))[0] for z, e in zip(latents, encoded, strict=True)]
+        flags = [consensus] * len(encoded) if isinstance(consensus, bool) else list(consensus)
+        return [self.decode(z, condition=self.condition_for(density=e.density), consensus=c)[0]
+                for z, e, c in zip(latents, encoded, flags, strict=True)]
 
     def decode_encoded(self, encoded: Encoded, refine: bool = True, progress=None) -> Decoded:
         """Decode an encoding: its posterior mean refined on the input density (`refinement`; `refine=False`
@@ -314,7 +339,8 @@ class CrystalModel:
         first = self.place(crystal, seed, canonical)
         placements = [first] + ([] if canonical else self.other_orientations(crystal, seed, config.orientations - 1))
         encoded = self.encode_placements(placements)
-        decoded = self.merged_decoding(placements, self.decode_encodings(encoded, refine, progress), config)
+        decodings = self.decode_encodings(encoded, refine, progress, consensus=len(placements) > 1)
+        decoded = self.merged_decoding(placements, decodings, config)
         return Reconstruction(encoded[0], decoded, compare_decoding(encoded[0], decoded, self.grid))
 
     def predicted_cell(self, decoded: Decoded, positions: np.ndarray | None = None,

@@ -108,6 +108,26 @@ def test_background_offset_moves_the_segmentation(model):
         model.metadata = meta
 
 
+def test_single_decodings_use_their_own_segmentation_and_a_consensus_the_top_level_one(model, perovskite):
+    z = model.draw(1, seed=0)
+    meta = model.metadata
+    crystal = crystal_arrays(perovskite, "SrTiO3")
+    try:
+        model.metadata = {**meta, "segmentation": {"background_logit_offset": 1e4,
+                                                   "single_decoding": {"background_logit_offset": -1e4}}}
+        assert model.background_offset == 1e4 and model.background_offset_for(False) == -1e4
+        assert len(model.decode(z)[0].atoms) == 0  # a draw is a single decoding: everything background
+        assert len(model.decode(z, consensus=True)[0].atoms) == 1  # a consensus's orientation: one component
+        assert len(model.reconstruct(crystal, seed=0, orientations=1).decoded.atoms) == 0
+        assert (model.reconstruct(crystal, seed=0, orientations=3).decoded.species > 0).all()  # first orientation's grid
+        # the override replaces only what it names
+        model.metadata = {**meta, "segmentation": {"species": "vote", "single_decoding": {"split_angstrom": None}}}
+        assert model.segmentation_for(False) == {"split_angstrom": None, "species": "vote", "species_rule": {}}
+        assert model.segmentation == {"split_angstrom": 1.0, "species": "vote", "species_rule": {}}
+    finally:
+        model.metadata = meta
+
+
 def test_segmentation_rules_come_from_the_checkpoint_and_unknown_ones_are_refused(model, perovskite):
     # one orientation: the decoded atoms are then the segmentation of the decoded grids themselves
     rec = model.reconstruct(crystal_arrays(perovskite, "SrTiO3"), seed=0, orientations=1)

@@ -396,6 +396,36 @@ def test_calibration_of_a_consensus_scores_what_evaluation_decodes(first_run, ru
     assert calibrate(["--checkpoint", str(run_dir / "export"), "--data", str(csv), "--orientations", "0"]) == 2
 
 
+def test_calibration_in_one_orientation_of_a_consensus_model_chooses_for_single_decodings(first_run, run_setup, tmp_path):
+    """A checkpoint whose reconstructions decode a consensus keeps its segmentation; `--orientations 1` stores
+    the choice for single decodings (draws, interpolations) apart, and the model decodes with it."""
+    import shutil
+
+    from crystal_explorer.latent import CrystalModel
+    from train.calibrate import main
+
+    code, run_dir = first_run
+    assert code == 0
+    _, csv, _ = run_setup
+    folder = tmp_path / "model"
+    shutil.copytree(run_dir / "export", folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["consensus"] = {"orientations": 3}
+    meta["segmentation"] = {"background_logit_offset": 2.0, "species_rule": {"sigma_z": 3.0}, "orientations": 3}
+    (folder / "model.json").write_text(json.dumps(meta))
+    for offset in ("0.5", "-1"):  # a second calibration replaces the first
+        assert main(["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "2",
+                     "--refine-steps", "0", "--offsets", offset, "--write"]) == 0
+    segmentation = json.loads((folder / "model.json").read_text())["segmentation"]
+    single = segmentation.pop("single_decoding")
+    assert segmentation == meta["segmentation"]  # the consensus's choice is untouched
+    assert single["background_logit_offset"] == -1.0 and single["orientations"] == 1 and single["n_structures"] == 2
+    assert "single_decoding" not in single
+    model = CrystalModel.from_checkpoint(folder, device="cpu")
+    assert model.background_offset == 2.0 and model.background_offset_for(False) == -1.0
+    assert model.segmentation_for(False)["species_rule"] == {"sigma_z": 3.0}  # inherited where not chosen
+
+
 def test_species_rule_grid_is_every_combination():
     from train.calibrate import SPECIES_GRID, species_rules
 

@@ -14,6 +14,9 @@ Each crystal is decoded once, as the app decodes it (the posterior mean refined 
 With `--orientations K` (single cells) each crystal is decoded in K orientations, as a consensus
 reconstruction decodes it (`crystal_explorer.consensus`): every orientation is segmented at each offset, the
 atoms a majority agree on are kept, and the species rule is chosen on their pooled votes and mean amplitudes.
+That choice is what reconstructions use. When they decode a consensus, `--orientations 1` chooses for single
+decodings (draws, interpolations, the latent explorer, a one-orientation reconstruction) and stores it apart, as
+"segmentation": "single_decoding" (`CrystalModel.segmentation_for`).
 
     python -m train.calibrate --checkpoint checkpoints/single_cell --data data_cache/{mp_ground_states,perov_5_val,carbon_24_val,mp_bulk}.npz \
         --limit 100 --species-rules --write
@@ -108,7 +111,7 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
     refinement = model.refinement
     if refine_steps is not None:
         refinement = dataclasses.replace(refinement, steps=refine_steps)
-    split_angstrom = model.segmentation["split_angstrom"]
+    split_angstrom = model.segmentation_for(True)["split_angstrom"]  # of a consensus's orientations
     per_batch = max(1, 8 // orientations)
     out = []
     for path in data:
@@ -125,7 +128,8 @@ def decode_all(model, data: list[str], limit: int, seed: int, split: str = "val"
             latents = model.refine(encoded, refinement)
             at = 0
             for row, group in chunk:
-                views = {b: [] for b in offsets} if orientations > 1 else None
+                # several orientations are merged as a consensus; a crystal that fits the cube in one is a single decoding
+                views = {b: [] for b in offsets} if len(group) > 1 else None
                 for k, placement in enumerate(group):
                     enc = encoded[at + k]
                     with torch.no_grad():
@@ -158,7 +162,7 @@ def segmented(model, decodings: list[Decoding], offset: float, amplitudes: bool 
     from crystal_explorer.consensus import merge
     from crystal_explorer.density_fit import fit_amplitudes
 
-    split = model.segmentation["split_angstrom"]
+    split = model.segmentation_for(False)["split_angstrom"]
     out = []
     for d in decodings:
         if d.views is not None:  # a consensus of orientations: the atoms a majority agree on
@@ -196,8 +200,9 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
 
     from crystal_explorer.density_fit import SpeciesRule
 
-    current = SpeciesRule.from_dict(model.segmentation["species_rule"])
-    uses_rule = model.segmentation["species"] == "amplitude+vote"
+    segmentation = model.segmentation_for(bool(decodings) and decodings[0].views is not None)
+    current = SpeciesRule.from_dict(segmentation["species_rule"])
+    uses_rule = segmentation["species"] == "amplitude+vote"
     by_offset, atoms_at = {}, {}
     for b in tqdm(offsets, desc="offsets", unit=" offset"):
         atoms_at[b] = segmented(model, decodings, b, amplitudes=uses_rule)
@@ -242,10 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = read_metadata(args.checkpoint)
         model = CrystalModel.from_checkpoint(args.checkpoint, device="cpu")
-        if args.split_angstrom is not None:
-            model.metadata.setdefault("segmentation", {})["split_angstrom"] = args.split_angstrom or None
         if args.orientations < 1 or (args.orientations > 1 and model.representation != "single"):
             raise ValueError("--orientations must be 1, or more for a single-cell model")
+        # one orientation chooses for single decodings; it is stored apart when reconstructions decode a consensus
+        single = args.orientations == 1 and (model.consensus.orientations > 1
+                                             or "single_decoding" in meta.get("segmentation", {}))
+        stored = model.metadata.setdefault("segmentation", {})
+        if single:
+            stored = stored.setdefault("single_decoding", {})
+        if args.split_angstrom is not None:
+            stored["split_angstrom"] = args.split_angstrom or None
         decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps,
                                args.orientations, tuple(args.offsets))
         rules = species_rules() if args.species_rules else None
@@ -262,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     for source, s in by_source.items():
         median = (s.get("distance_percentiles_true_to_pred") or {}).get("50")
         print(f"  {source}: " + ", ".join(f"{k} {s.get(k) or 0:.3f}" for k in KEYS[:5]) + f", median true→decoded {median} Å")
-    segmentation = {**meta.get("segmentation", {}), "split_angstrom": model.segmentation["split_angstrom"],
+    path = model.segmentation_for(not single)
+    top = meta.get("segmentation", {})
+    segmentation = {**(top.get("single_decoding", {}) if single else top), "split_angstrom": path["split_angstrom"],
                     "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
                     "split": args.split, "n_structures": by_offset[best]["n_structures"], "score": score(by_offset[best], rep),
                     "refinement_steps": args.refine_steps if args.refine_steps is not None else model.refinement.steps,
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sweep": {str(b): {k: by_offset[b].get(k) for k in KEYS} for b in by_offset}}
     if by_rule:
         ranked = sorted(by_rule, key=lambda r: species_score(by_rule[r]), reverse=True)
-        current = SpeciesRule.from_dict(model.segmentation["species_rule"])
+        current = SpeciesRule.from_dict(path["species_rule"])
         print(f"\nspecies rules at offset {best}, best 10 of {len(ranked)} (the current rule: "
               f"{_species_text(by_offset[best])}):")
         for rule in ranked[:10]:
@@ -283,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         segmentation["species_rule"] = dataclasses.asdict(chosen)
         segmentation["species_rule_score"] = {"chosen": species_score(by_rule.get(chosen, by_offset[best])),
                                               "before": species_score(by_offset[best]), "n_rules": len(by_rule)}
+    if single:
+        print("for single decodings (draws, interpolations, the latent explorer, one orientation): stored as "
+              "segmentation.single_decoding, the consensus's segmentation kept")
     if args.write:
-        meta["segmentation"] = segmentation
+        meta["segmentation"] = {**top, "single_decoding": segmentation} if single else segmentation
         atomic_write(Path(args.checkpoint) / META_FILE, json.dumps(meta, indent=2, default=str).encode())
         print(f"written to {Path(args.checkpoint) / META_FILE}")
     return 0

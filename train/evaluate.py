@@ -92,7 +92,10 @@ def evaluate(args: argparse.Namespace) -> dict:
                       for i, p in chunk]
             flat = [q for group in groups for q in group]
             encoded = model.encode_placements(flat)
-            decoded = model.decode_encodings(encoded, config=refinement)  # refined as one batch: same result, faster
+            # refined as one batch (same result, faster); a crystal decoded in several orientations is segmented as a
+            # consensus's orientations, one that fits the cube in only one as a single decoding (as `reconstruct` does)
+            decoded = model.decode_encodings(encoded, config=refinement,
+                                             consensus=[len(group) > 1 for group in groups for _ in group])
             starts = np.cumsum([0, *map(len, groups)])
             for (i, _), group, start in zip(chunk, groups, starts, strict=False):
                 enc = encoded[start]
