@@ -8,6 +8,11 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# model.json's keys for how a model's decodings are refined, segmented and merged: chosen on val after training,
+# so they belong to the model folder rather than to a training stage (train's --init-from carries them into an
+# export, train.ship keeps the folder's)
+DECODING_SETTINGS = ("refinement", "refinement_note", "segmentation", "consensus")
+
 
 def settings_from_dict(cls: type[T], data: dict | None, what: str) -> T:
     """`cls(**data)` (defaults for None or {}); ValueError naming `what` for keys that `cls` has no field for."""

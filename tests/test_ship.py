@@ -83,3 +83,31 @@ def test_labels_the_folder_gave_earlier_stages_after_the_run_began_are_kept(ship
     stages = json.loads((shipped / "model.json").read_text())["training_stages"]
     assert stages[0]["what"] == "relabelled" and stages[0]["validation"] == {"x": 2}
     assert stages[1]["what"] == "second" and stages[1]["samples"] == 64
+
+
+def test_the_folders_decoding_settings_are_kept_unless_the_exports_are_asked_for(shipped, export):
+    """A segmentation calibrated on the folder while the stage trained is newer than the one the export inherited."""
+    folder, log = export
+    for where, offset in ((shipped, 0.5), (folder, 1.0)):
+        meta = json.loads((where / "model.json").read_text())
+        meta.update(segmentation={"background_logit_offset": offset}, consensus={"orientations": 7})
+        (where / "model.json").write_text(json.dumps(meta))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["refinement"] = {"steps": 3}  # the folder has none: the export's is taken
+    (folder / "model.json").write_text(json.dumps(meta))
+    ship(folder, shipped, log)
+    meta = json.loads((shipped / "model.json").read_text())
+    assert meta["segmentation"] == {"background_logit_offset": 0.5} and meta["refinement"] == {"steps": 3}
+    assert len(meta["training_stages"]) == 2
+
+
+def test_settings_from_export_takes_the_exports_decoding_settings(shipped, export):
+    folder, log = export
+    meta = json.loads((shipped / "model.json").read_text())
+    meta["segmentation"] = {"background_logit_offset": 0.5}
+    (shipped / "model.json").write_text(json.dumps(meta))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["segmentation"] = {"background_logit_offset": 1.0}
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert main(["--export", str(folder), "--into", str(shipped), "--settings-from-export"]) == 0
+    assert json.loads((shipped / "model.json").read_text())["segmentation"] == {"background_logit_offset": 1.0}

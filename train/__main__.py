@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from crystal_explorer.settings import DECODING_SETTINGS
+
 # model.json keys a stage started with --init-from carries into its export: how the model is decoded (the
 # refinement, the segmentation and the consensus of orientations were chosen on val for these weights' ancestors),
 # so an export evaluates as the shipped model would; `python -m train.calibrate` re-chooses the segmentation for the
 # new weights
-INHERITED_METADATA = ("refinement", "refinement_note", "segmentation", "consensus")
+INHERITED_METADATA = DECODING_SETTINGS
 
 
 def _git_revision() -> str:

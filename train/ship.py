@@ -6,10 +6,14 @@
 The export of a stage started with `python -m train --init-from FOLDER` carries FOLDER's ledger plus the new
 stage. This command checks that it continues exactly that folder's ledger (same model config, same earlier
 stages), then replaces the folder's weights and model.json, keeping what the folder holds beyond the export
-(its `note`, the labels of its earlier stages, and its prior, cell head, directions, samples and metrics, which
-are stale until refitted: checkpoints/README.md lists the commands), labels the new stage with `--what`, and appends the stage's
+(its `note`, the labels of its earlier stages, its decoding settings, and its prior, cell head, directions,
+samples and metrics, which are stale until refitted: checkpoints/README.md lists the commands), labels the new stage with `--what`, and appends the stage's
 training rows to train_log.csv with steps counted across stages. Record the stage's validation metrics
 afterwards with `python -m train.ledger --metrics`.
+
+The decoding settings (refinement, segmentation, consensus: `DECODING_SETTINGS`) are the folder's: the export
+inherited them when the run began, and any chosen since (`train.calibrate --write` on the folder) are newer.
+`--settings-from-export` takes the export's instead, for settings calibrated on the export before shipping.
 """
 
 from __future__ import annotations
@@ -57,9 +61,12 @@ def stage_log_rows(log_csv: str | Path, header: list[str], step_offset: int, sta
     return rows
 
 
-def ship(export: str | Path, into: str | Path, log_csv: str | Path | None = None, what: str | None = None) -> dict:
-    """Replace `into`'s weights and ledger by `export`'s continuation of them; returns the new stage."""
+def ship(export: str | Path, into: str | Path, log_csv: str | Path | None = None, what: str | None = None,
+         settings_from_export: bool = False) -> dict:
+    """Replace `into`'s weights and ledger by `export`'s continuation of them, keeping `into`'s decoding settings
+    unless `settings_from_export`; returns the new stage."""
     from crystal_explorer.checkpoint import META_FILE, WEIGHTS_FILE, atomic_write, read_metadata
+    from crystal_explorer.settings import DECODING_SETTINGS
 
     export, into = Path(export), Path(into)
     shipped_meta, export_meta = read_metadata(into), read_metadata(export)
@@ -70,8 +77,9 @@ def ship(export: str | Path, into: str | Path, log_csv: str | Path | None = None
     stage = stages[-1]
     if what:
         stage["what"] = what
-    meta = {**export_meta, "training_stages": stages,
-            **{k: shipped_meta[k] for k in KEPT_METADATA if k in shipped_meta}}
+    kept = KEPT_METADATA if settings_from_export else (*KEPT_METADATA, *DECODING_SETTINGS)
+    meta = {**export_meta, "training_stages": stages,  # the folder's where it has them
+            **{k: shipped_meta[k] for k in kept if k in shipped_meta}}
     rows: list[dict] = []
     log_path = into / LOG_FILE
     if log_csv is not None:
@@ -100,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--into", required=True, help="the shipped model folder it continues")
     parser.add_argument("--log", help="the stage's Lightning metrics.csv, appended to train_log.csv")
     parser.add_argument("--what", help="one line on what the stage trained and how")
+    parser.add_argument("--settings-from-export", action="store_true",
+                        help="take the export's decoding settings (refinement, segmentation, consensus), not the folder's")
     args = parser.parse_args(argv)
     from train import USER_ERRORS, user_error
 
     try:
-        stage = ship(args.export, args.into, args.log, args.what)
+        stage = ship(args.export, args.into, args.log, args.what, args.settings_from_export)
     except USER_ERRORS as exc:
         return user_error(exc)
     print(f"{args.into}: stage {stage['stage']} shipped ({stage.get('samples')} samples, {stage.get('minutes')} min); "
