@@ -8,6 +8,7 @@ import pytest
 from crystal_explorer.density_fit import (
     FitConfig,
     SpeciesRule,
+    fewest_elements,
     fit_amplitudes,
     fit_atoms,
     gaussian_density,
@@ -86,6 +87,24 @@ def test_species_rule_from_dict_rejects_unknown_keys():
     assert SpeciesRule.from_dict(None) == SpeciesRule()
     with pytest.raises(ValueError, match="unknown species rule keys"):
         SpeciesRule.from_dict({"sigma": 1})
+
+
+def test_max_elements_caps_a_decodings_distinct_elements_keeping_the_likeliest_set():
+    amplitudes = np.array([26.2, 25.8, 26.1, 8.1, 7.9, 8.2, 8.0, 12.4, 30.6])  # Fe ×3, O ×4, one Mg-ish, one Zn-ish
+    plain = species_from_amplitudes(amplitudes, None)
+    assert len(set(plain.tolist())) == 4
+    capped = species_from_amplitudes(amplitudes, None, rule=SpeciesRule(max_elements=2))
+    assert set(capped.tolist()) == {26, 8}  # the two elements most atoms back
+    assert capped.tolist() == [26, 26, 26, 8, 8, 8, 8, 8, 26]  # each stray atom takes the nearer of the two
+    # a cap the decoding already meets changes nothing
+    np.testing.assert_array_equal(species_from_amplitudes(amplitudes, None, rule=SpeciesRule(max_elements=4)), plain)
+    with pytest.raises(ValueError, match="max_elements"):
+        SpeciesRule(max_elements=0)
+
+
+def test_fewest_elements_never_picks_the_no_atom_column():
+    log_p = np.log(np.array([[0.9, 0.1, 0.0], [0.9, 0.0, 0.1]]) + 1e-12)  # column 0 (no atom) likeliest everywhere
+    assert 0 not in fewest_elements(log_p, 1).tolist()
 
 
 def test_species_rule_without_votes_rounds_and_stays_in_range():

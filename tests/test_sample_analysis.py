@@ -37,6 +37,8 @@ def test_analysis_writes_draw_statistics_and_realism(tmp_path, perovskite, rock_
     assert main(["--checkpoint", str(CHECKPOINT), "--data", str(csv), "--n", "4", "--n-real", "2", "--out", str(out)]) == 0
     result = json.loads((out / "samples.json").read_text())
     assert result["n_real"] == 2
+    assert result["mean_elements_real_true"] == 2.5  # SrTiO3 and NaCl
+    assert result["mean_elements_real_decoded"] >= 1
     assert set(result["random_draws"]) == {"standard", "aggregate"}
     for draws in result["random_draws"].values():
         assert draws["n"] == 4 and 0 <= draws["valid_fraction_min_distance_0.5A"] <= draws["with_atoms_fraction"] <= 1

@@ -411,11 +411,12 @@ def test_calibration_in_one_orientation_of_a_consensus_model_chooses_for_single_
     shutil.copytree(run_dir / "export", folder)
     meta = json.loads((folder / "model.json").read_text())
     meta["consensus"] = {"orientations": 3}
-    meta["segmentation"] = {"background_logit_offset": 2.0, "species_rule": {"sigma_z": 3.0}, "orientations": 3}
+    meta["segmentation"] = {"background_logit_offset": 2.0, "species_rule": {"sigma_z": 3.0, "max_elements": 5},
+                            "orientations": 3}
     (folder / "model.json").write_text(json.dumps(meta))
-    for offset in ("0.5", "-1"):  # a second calibration replaces the first
+    for offset, rules in (("0.5", ["--species-rules"]), ("-1", [])):  # a second calibration replaces the first
         assert main(["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "2",
-                     "--refine-steps", "0", "--offsets", offset, "--write"]) == 0
+                     "--refine-steps", "0", "--offsets", offset, *rules, "--write"]) == 0
     segmentation = json.loads((folder / "model.json").read_text())["segmentation"]
     single = segmentation.pop("single_decoding")
     assert segmentation == meta["segmentation"]  # the consensus's choice is untouched
@@ -423,7 +424,9 @@ def test_calibration_in_one_orientation_of_a_consensus_model_chooses_for_single_
     assert "single_decoding" not in single
     model = CrystalModel.from_checkpoint(folder, device="cpu")
     assert model.background_offset == 2.0 and model.background_offset_for(False) == -1.0
-    assert model.segmentation_for(False)["species_rule"] == {"sigma_z": 3.0}  # inherited where not chosen
+    # the rule chosen by the first calibration, kept by the second; the elements' cap is the model's, not the grid's
+    assert model.segmentation_for(False)["species_rule"] == single["species_rule"]
+    assert single["species_rule"]["max_elements"] == 5 and single["species_rule_score"]["n_rules"] == 360
 
 
 def test_species_rule_grid_is_every_combination():

@@ -214,6 +214,8 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
         by_source[source] = summary_for(model, [decodings[i] for i in mine], [atoms_at[best][i] for i in mine],
                                         current if uses_rule else None)
     by_rule = {}
+    # the cap on a decoding's elements comes from the training data, not from val: every rule keeps the model's
+    rules = [dataclasses.replace(r, max_elements=current.max_elements) for r in rules or ()]
     if rules and uses_rule:
         for rule in tqdm(rules, desc=f"species rules at offset {best}", unit=" rule"):
             by_rule[rule] = summary_for(model, decodings, atoms_at[best], rule)

@@ -7,7 +7,8 @@ histograms (Wasserstein-1 distance between them), the fraction of draws with no 
 random draws and out-of-distribution inputs (a random gas of atoms with random Z), with the ROC AUC of
 telling real decodings from each of the others by that score; for a conditional model, how well a
 target max Z steers the heaviest decoded element; for a single-cell model with a cell head, how valid
-the periodic crystals in the predicted cells are (`periodic`). Writes OUT/samples.json
+the periodic crystals in the predicted cells are (`periodic`); and the mean number of distinct elements of
+draws and of real crystals. Writes OUT/samples.json
 and OUT/nearest_neighbours.png.
 """
 
@@ -119,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     ood_enc = model.encode_placements(gas)
     ood_dec = [model.decode_encoded(e) for e in ood_enc]
 
+    def elements(decoded: list) -> float:
+        """Mean distinct elements per decoding that has atoms (real crystals: about 3)."""
+        counts = [len(set(d.atoms.atomic_numbers.tolist())) for d in decoded if len(d.atoms)]
+        return float(np.mean(counts)) if counts else 0.0
+
     def inside(positions: np.ndarray) -> np.ndarray:
         return positions[((positions >= 0) & (positions <= model.grid.box_size_angstrom)).all(1)]
 
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "with_atoms_fraction": float(np.mean([len(d.atoms) > 0 for d in decoded])),
             "valid_fraction_min_distance_0.5A": float(np.mean(valid)),
             "mean_atoms": float(np.mean([len(d.atoms) for d in decoded])),
+            "mean_elements": elements(decoded),
             "nearest_neighbour_wasserstein_vs_true_A": (
                 float(wasserstein_distance(nn_random[prior], nn_true)) if len(nn_random[prior]) else None),
         }
@@ -144,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_real": len(real_dec),
         "mean_atoms_real_true": float(np.mean([len(inside(e.placement.positions)) for e in real_enc])),
         "mean_atoms_real_decoded": float(np.mean([len(d.atoms) for d in real_dec])),
+        "mean_elements_real_true": float(np.mean([len(set(e.placement.atomic_numbers.tolist())) for e in real_enc])),
+        "mean_elements_real_decoded": elements(real_dec),
         "nearest_neighbour_wasserstein_real_decoded_vs_true_A": float(wasserstein_distance(nn_real_dec, nn_true)) if len(nn_real_dec) else None,
         "random_draws": draws,
         "realism": {k: {"mean": float(v.mean()), "median": float(np.median(v)), "std": float(v.std()),
