@@ -217,6 +217,8 @@ def test_every_page_renders(app_url: str, tmp_path: Path) -> None:
         assert_no_errors(page)
         assert page.evaluate(COUNT_SURFACES) > 1, "the density scene shows fewer than two isosurfaces"
         page.wait_for_timeout(1500)  # software WebGL
+        settle(page)  # the redrawn scene can start one more run (its first draw reports back): wait it out
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "screenshot_reconstruct.png"), full_page=True)
 
         page.get_by_role("tab", name="Unit cell").click()
