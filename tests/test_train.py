@@ -436,6 +436,19 @@ def test_species_rule_grid_is_every_combination():
     assert len(set(rules)) == len(rules) == int(np.prod([len(v) for v in SPECIES_GRID.values()]))
 
 
+def test_a_species_rule_must_beat_the_current_one_by_more_than_the_tie():
+    from crystal_explorer.density_fit import SpeciesRule
+    from train.calibrate import choose_rule
+
+    current, other = SpeciesRule(), SpeciesRule(heavy_sigma_z=1.5)
+    now = {"species_exact": 0.692, "formula_exact": 0.458}
+    # the one-orientation sweep of stage 16: the grid's best beat the current rule by 2e-6
+    assert choose_rule({other: {"species_exact": 0.692002, "formula_exact": 0.458}}, current, now) == current
+    assert choose_rule({other: {"species_exact": 0.70, "formula_exact": 0.458}}, current, now) == other
+    assert choose_rule({other: {"species_exact": 0.692002, "formula_exact": 0.458}}, current, now, tie=0.0) == other
+    assert choose_rule({}, current, now) == current
+
+
 def test_offsets_within_a_point_of_the_best_are_tied():
     from train.calibrate import choose_offset
 

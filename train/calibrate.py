@@ -6,7 +6,8 @@ Two choices, both stored in CHECKPOINT/model.json under "segmentation" with `--w
   under-trained U-Net calls many faint atom voxels background, so decodings miss atoms. Chosen by `score`, offsets within a point of the best counted as tied (`choose_offset`);
 - with `--species-rules` (single-cell models, species "amplitude+vote"), the **species rule**
   (`crystal_explorer.density_fit.SpeciesRule`) at the chosen offset, from the grid `SPECIES_GRID`: chosen by
-  species_exact + formula_exact. A rule retuned for each new U-Net, whose votes it weighs against the
+  species_exact + formula_exact, the current rule kept unless beaten by more than half a point
+  (`choose_rule`). A rule retuned for each new U-Net, whose votes it weighs against the
   amplitudes.
 
 Each crystal is decoded once, as the app decodes it (the posterior mean refined as the checkpoint says,
@@ -65,6 +66,18 @@ def choose_offset(by_offset: dict, representation: str = "single", tie: float = 
     top = max(score(s, representation) for s in by_offset.values())
     tied = [b for b, s in by_offset.items() if score(s, representation) >= top - tie]
     return max(tied, key=lambda b: (species_score(by_offset[b]), -abs(b)))
+
+
+RULE_TIE = 0.005  # a rule must beat the current one's species + formula by more than this (half a point) to replace it
+
+
+def choose_rule(by_rule: dict, current, current_summary: dict, tie: float = RULE_TIE):
+    """The rule of `by_rule` ({SpeciesRule: summary}) with the best `species_score`, unless it beats `current`'s
+    (`current_summary`) by no more than `tie`: then `current` stays (no churn for noise)."""
+    if not by_rule:
+        return current
+    best = max(by_rule, key=lambda r: species_score(by_rule[r]))
+    return best if species_score(by_rule[best]) > species_score(current_summary) + tie else current
 
 
 def species_score(summary: dict) -> float:
@@ -291,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for rule in ranked[:10]:
             s = by_rule[rule]
             print(f"  {_species_text(s)}  {dataclasses.asdict(rule)}")
-        chosen = ranked[0]
-        if species_score(by_rule[chosen]) <= species_score(by_offset[best]):
-            chosen = current  # the grid found nothing better: keep what is there
+        chosen = choose_rule(by_rule, current, by_offset[best])  # the grid's best, if clearly better
         print(f"chosen species rule: {dataclasses.asdict(chosen)}")
         segmentation["species_rule"] = dataclasses.asdict(chosen)
         segmentation["species_rule_score"] = {"chosen": species_score(by_rule.get(chosen, by_offset[best])),
