@@ -77,8 +77,9 @@ class SpeciesRule:
 
     `max_elements` (None = no limit) caps the distinct elements of one decoding: each atom then takes the
     most probable Z among at most that many, the set (of elements some atom prefers) chosen to keep the
-    atoms' summed log-probability highest (`fewest_elements`). Single decodings of draws otherwise give nearly every atom its own element
-    (10 distinct elements in a draw of 12 atoms; training crystals hold 3 on average, at most 5 for 99.5 %).
+    atoms' summed log-probability highest (`fewest_elements`). Single decodings of draws otherwise give
+    nearly every atom its own element (10 distinct elements in a draw of 12 atoms; training crystals hold 3
+    on average, at most 5 for 99.5 %).
     """
 
     sigma_z: float = 2.0

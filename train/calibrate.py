@@ -205,15 +205,16 @@ def summary_for(model, decodings: list[Decoding], atoms_list: list, rule=None) -
     return summarise(comparisons) | {"n_structures": len(comparisons)}
 
 
-def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None
+def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None, consensus: bool = False
           ) -> tuple[dict, float, dict, dict]:
-    """({offset: summary} with the model's species rule, the best offset, {rule: summary} at it ({} without rules),
-    {source file: summary} at it with the model's rule)."""
+    """({offset: summary} with the species rule of the path calibrated (`consensus`: a consensus's orientations,
+    else single decodings), the best offset, {rule: summary} at it ({} without rules), {source file: summary}
+    at it with that rule)."""
     from tqdm import tqdm
 
     from crystal_explorer.density_fit import SpeciesRule
 
-    segmentation = model.segmentation_for(bool(decodings) and decodings[0].views is not None)
+    segmentation = model.segmentation_for(consensus)  # the path calibrated: its rule is the current one
     current = SpeciesRule.from_dict(segmentation["species_rule"])
     uses_rule = segmentation["species"] == "amplitude+vote"
     by_offset, atoms_at = {}, {}
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps,
                                args.orientations, tuple(args.offsets))
         rules = species_rules() if args.species_rules else None
-        by_offset, best, by_rule, by_source = sweep(model, decodings, tuple(args.offsets), rules)
+        by_offset, best, by_rule, by_source = sweep(model, decodings, tuple(args.offsets), rules, args.orientations > 1)
     except USER_ERRORS as exc:
         return user_error(exc)
     rep = model.representation
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     for source, s in by_source.items():
         median = (s.get("distance_percentiles_true_to_pred") or {}).get("50")
         print(f"  {source}: " + ", ".join(f"{k} {s.get(k) or 0:.3f}" for k in KEYS[:5]) + f", median true→decoded {median} Å")
-    path = model.segmentation_for(not single)
+    path = model.segmentation_for(args.orientations > 1)
     top = meta.get("segmentation", {})
     segmentation = {**(top.get("single_decoding", {}) if single else top), "split_angstrom": path["split_angstrom"],
                     "background_logit_offset": best, "chosen_by": "python -m train.calibrate",
