@@ -102,6 +102,20 @@ def test_max_elements_caps_a_decodings_distinct_elements_keeping_the_likeliest_s
         SpeciesRule(max_elements=0)
 
 
+def test_element_penalty_merges_an_element_only_when_it_costs_the_atoms_less_than_the_penalty():
+    # three Fe and one atom whose amplitude sits nearer Mn: 0.2 nats more likely as Mn than as Fe (σ_Z 0.7)
+    amplitudes = np.array([26.2, 25.8, 26.1, 25.4])
+    assert species_from_amplitudes(amplitudes, None).tolist() == [26, 26, 26, 25]
+    assert species_from_amplitudes(amplitudes, None, rule=SpeciesRule(element_penalty=1.0)).tolist() == [26] * 4
+    # far strays (Mg-ish, Zn-ish; about 20 nats each to merge) stay unless the penalty outweighs that
+    strays = np.array([26.2, 25.8, 26.1, 8.1, 7.9, 8.2, 8.0, 12.4, 30.6])
+    assert len(set(species_from_amplitudes(strays, None, rule=SpeciesRule(element_penalty=5.0)).tolist())) == 4
+    assert set(species_from_amplitudes(strays, None, rule=SpeciesRule(element_penalty=25.0)).tolist()) == {26, 8}
+    assert species_from_amplitudes(np.zeros(0), None, rule=SpeciesRule(element_penalty=1.0)).tolist() == []
+    with pytest.raises(ValueError, match="element_penalty"):
+        SpeciesRule(element_penalty=-1.0)
+
+
 def test_fewest_elements_never_picks_the_no_atom_column():
     log_p = np.log(np.array([[0.9, 0.1, 0.0], [0.9, 0.0, 0.1]]) + 1e-12)  # column 0 (no atom) likeliest everywhere
     assert 0 not in fewest_elements(log_p, 1).tolist()

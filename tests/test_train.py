@@ -429,6 +429,35 @@ def test_calibration_in_one_orientation_of_a_consensus_model_chooses_for_single_
     assert single["species_rule"]["max_elements"] == 5 and single["species_rule_score"]["n_rules"] == 360
 
 
+def test_calibration_chooses_an_element_penalty_on_the_current_rule(first_run, run_setup, tmp_path):
+    """`--element-penalties` sweeps SpeciesRule.element_penalty on the rule kept, records the sweep, and stores
+    the choice only with --write."""
+    import shutil
+
+    from crystal_explorer.density_fit import SpeciesRule
+    from crystal_explorer.latent import CrystalModel
+    from train.calibrate import main
+
+    code, run_dir = first_run
+    assert code == 0
+    _, csv, _ = run_setup
+    folder = tmp_path / "model"
+    shutil.copytree(run_dir / "export", folder)
+    before = (folder / "model.json").read_text()
+    args = ["--checkpoint", str(folder), "--data", str(csv), "--split", "all", "--limit", "2", "--refine-steps", "0",
+            "--offsets", "0", "--element-penalties", "0", "3"]
+    assert main(args) == 0 and (folder / "model.json").read_text() == before
+    assert main([*args, "--write"]) == 0
+    segmentation = json.loads((folder / "model.json").read_text())["segmentation"]
+    assert set(segmentation["element_penalty_sweep"]) == {"0.0", "3.0"}
+    chosen = SpeciesRule.from_dict(segmentation["species_rule"])
+    assert chosen.element_penalty in (0.0, 3.0)
+    old = SpeciesRule.from_dict(json.loads(before).get("segmentation", {}).get("species_rule"))
+    assert {**vars(chosen), "element_penalty": 0.0} == {**vars(old), "element_penalty": 0.0}  # only the penalty swept
+    assert CrystalModel.from_checkpoint(folder, device="cpu").segmentation_for(False)["species_rule"] == segmentation["species_rule"]
+    assert main([*args[:-3], "--element-penalties", "-1"]) == 2  # a negative penalty: one line, exit 2
+
+
 def test_species_rule_grid_is_every_combination():
     from train.calibrate import SPECIES_GRID, species_rules
 

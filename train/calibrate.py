@@ -205,11 +205,12 @@ def summary_for(model, decodings: list[Decoding], atoms_list: list, rule=None) -
     return summarise(comparisons) | {"n_structures": len(comparisons)}
 
 
-def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None, consensus: bool = False
-          ) -> tuple[dict, float, dict, dict]:
+def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None = None, consensus: bool = False,
+          penalties=()) -> tuple[dict, float, dict, dict, dict]:
     """({offset: summary} with the species rule of the path calibrated (`consensus`: a consensus's orientations,
     else single decodings), the best offset, {rule: summary} at it ({} without rules), {source file: summary}
-    at it with that rule)."""
+    at it with that rule, {rule: summary} at it for each element penalty of `penalties` applied to the rule
+    `choose_rule` keeps ({} without))."""
     from tqdm import tqdm
 
     from crystal_explorer.density_fit import SpeciesRule
@@ -222,18 +223,29 @@ def sweep(model, decodings: list[Decoding], offsets=OFFSETS, rules: list | None 
         atoms_at[b] = segmented(model, decodings, b, amplitudes=uses_rule)
         by_offset[b] = summary_for(model, decodings, atoms_at[b], current if uses_rule else None)
     best = choose_offset(by_offset, model.representation)
-    by_source = {}
-    for source in dict.fromkeys(d.source for d in decodings):
-        mine = [i for i, d in enumerate(decodings) if d.source == source]
-        by_source[source] = summary_for(model, [decodings[i] for i in mine], [atoms_at[best][i] for i in mine],
-                                        current if uses_rule else None)
+    def per_source(rule) -> dict:
+        out = {}
+        for source in dict.fromkeys(d.source for d in decodings):
+            mine = [i for i, d in enumerate(decodings) if d.source == source]
+            out[source] = summary_for(model, [decodings[i] for i in mine], [atoms_at[best][i] for i in mine], rule)
+        return out
+
+    by_source = per_source(current if uses_rule else None)
     by_rule = {}
     # the cap on a decoding's elements comes from the training data, not from val: every rule keeps the model's
-    rules = [dataclasses.replace(r, max_elements=current.max_elements) for r in rules or ()]
+    # and its element penalty, swept apart (`penalties`) on the rule chosen
+    rules = [dataclasses.replace(r, max_elements=current.max_elements, element_penalty=current.element_penalty)
+             for r in rules or ()]
     if rules and uses_rule:
         for rule in tqdm(rules, desc=f"species rules at offset {best}", unit=" rule"):
             by_rule[rule] = summary_for(model, decodings, atoms_at[best], rule)
-    return by_offset, best, by_rule, by_source
+    by_penalty = {}
+    if penalties and uses_rule:
+        base = choose_rule(by_rule, current, by_offset[best])
+        for penalty in tqdm(penalties, desc="element penalties", unit=" penalty"):
+            rule = dataclasses.replace(base, element_penalty=float(penalty))
+            by_penalty[rule] = summary_for(model, decodings, atoms_at[best], rule) | {"per_source": per_source(rule)}
+    return by_offset, best, by_rule, by_source, by_penalty
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                              "of the checkpoint's, and store it with --write")
     parser.add_argument("--orientations", type=int, default=1,
                         help="decode each single cell in N orientations and choose for their consensus (majority)")
+    parser.add_argument("--element-penalties", type=float, nargs="+", default=(),
+                        help="also choose SpeciesRule.element_penalty (nats per distinct element of a decoding) "
+                             "among these, on the rule chosen")
     parser.add_argument("--write", action="store_true", help="store the choices in CHECKPOINT/model.json")
     args = parser.parse_args(argv)
     from crystal_explorer.checkpoint import META_FILE, atomic_write, read_metadata
@@ -276,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         decodings = decode_all(model, args.data, args.limit, args.seed, args.split, args.refine_steps,
                                args.orientations, tuple(args.offsets))
         rules = species_rules() if args.species_rules else None
-        by_offset, best, by_rule, by_source = sweep(model, decodings, tuple(args.offsets), rules, args.orientations > 1)
+        by_offset, best, by_rule, by_source, by_penalty = sweep(model, decodings, tuple(args.offsets), rules,
+                                                                args.orientations > 1, tuple(args.element_penalties))
     except USER_ERRORS as exc:
         return user_error(exc)
     rep = model.representation
@@ -310,6 +326,19 @@ def main(argv: list[str] | None = None) -> int:
         segmentation["species_rule"] = dataclasses.asdict(chosen)
         segmentation["species_rule_score"] = {"chosen": species_score(by_rule.get(chosen, by_offset[best])),
                                               "before": species_score(by_offset[best]), "n_rules": len(by_rule)}
+    if by_penalty:
+        base = SpeciesRule.from_dict(segmentation.get("species_rule", path["species_rule"]))
+        base_summary = by_rule.get(base, by_offset[best])
+        print(f"\nelement penalties (nats per distinct element) on that rule (now {base.element_penalty}: "
+              f"{_species_text(base_summary)}):")
+        for rule, s in by_penalty.items():
+            print(f"  {rule.element_penalty:>6g}: {_species_text(s)}; "
+                  + "; ".join(f"{src} {_species_text(t)}" for src, t in s["per_source"].items()))
+        chosen = choose_rule(by_penalty, base, base_summary)
+        print(f"chosen element penalty: {chosen.element_penalty}")
+        segmentation["species_rule"] = dataclasses.asdict(chosen)
+        segmentation["element_penalty_sweep"] = {str(r.element_penalty): {k: s.get(k) for k in ("species_exact", "formula_exact")}
+                                                 for r, s in by_penalty.items()}
     if single:
         print("for single decodings (draws, interpolations, the latent explorer, one orientation): stored as "
               "segmentation.single_decoding, the consensus's segmentation kept")
