@@ -17,7 +17,13 @@ from crystal_explorer.arrays import CrystalArrays
 from crystal_explorer.cell import CellHead, lattice_from_parameters, orient_cell
 from crystal_explorer.checkpoint import load_model
 from crystal_explorer.consensus import ConsensusConfig, DecodedAtoms, Merged, merge, to_reference_frame
-from crystal_explorer.density_fit import SpeciesRule, fit_amplitudes, species_from_amplitudes
+from crystal_explorer.density_fit import (
+    MergedSplit,
+    SpeciesRule,
+    fit_amplitudes,
+    species_from_amplitudes,
+    split_merged_atoms,
+)
 from crystal_explorer.errors import CrystalExplorerError
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.inference import FrozenParts
@@ -129,16 +135,25 @@ class CrystalModel:
         """How decoded grids become atoms: `split_angstrom` (watershed split of joined atoms, None = one atom
         per component) and `species` ("vote": the paper's majority vote; "amplitude+vote": votes combined
         with least-squares Gaussian amplitudes, `crystal_explorer.density_fit`) and `species_rule` (the
-        `SpeciesRule` fields of that combination; {} = the defaults). Single-cell models default to both
+        `SpeciesRule` fields of that combination; {} = the defaults) and `merged_split` (the `MergedSplit`
+        fields that cut a light atom weighing like two in two; None = no cut). Single-cell models default to both
         refinements (chosen on the val split); lattice models to the paper's rule. model.json's
         "segmentation" overrides; it is chosen for what a reconstruction decodes (`consensus`), and its
         "single_decoding" entry, where present, overrides that again for a grid decoded on its own (a draw,
         an interpolation, the latent explorer, a one-orientation reconstruction: `consensus=False`), whose
         densities are blurrier than a consensus's orientations need them to be."""
-        defaults = {"split_angstrom": 1.0, "species": "amplitude+vote", "species_rule": {}} if self.representation == "single" else {
-            "split_angstrom": None, "species": "vote", "species_rule": {}}
+        defaults = {"split_angstrom": 1.0, "species": "amplitude+vote", "species_rule": {}, "merged_split": None} if (
+            self.representation == "single") else {"split_angstrom": None, "species": "vote", "species_rule": {}, "merged_split": None}
         stored = self._stored_segmentation(consensus)
         return {k: stored.get(k, v) for k, v in defaults.items()}
+
+    def drop_merged_split(self) -> None:
+        """Segment from now on without the checkpoint's merged split (to measure what it does)."""
+        segmentation = dict(self.metadata.get("segmentation", {}))
+        segmentation.pop("merged_split", None)
+        if "single_decoding" in segmentation:
+            segmentation["single_decoding"] = {k: v for k, v in segmentation["single_decoding"].items() if k != "merged_split"}
+        self.metadata = {**self.metadata, "segmentation": segmentation}
 
     @property
     def segmentation(self) -> dict:
@@ -156,6 +171,12 @@ class CrystalModel:
                 species_rule = SpeciesRule.from_dict(rule["species_rule"])
             except (TypeError, ValueError) as exc:
                 raise CrystalExplorerError(f"the checkpoint's species rule is not readable ({exc})") from exc
+            try:
+                split = None if rule["merged_split"] is None else MergedSplit.from_dict(rule["merged_split"])
+            except (TypeError, ValueError) as exc:
+                raise CrystalExplorerError(f"the checkpoint's merged split is not readable ({exc})") from exc
+            if split is not None:
+                atoms, amplitudes = split_merged_atoms(density, atoms, amplitudes, self.grid, split)
             z = species_from_amplitudes(amplitudes, atoms.votes, self.network.config.max_z, species_rule)
             atoms = Atoms(atoms.positions, z, atoms.n_voxels, atoms.votes)
         elif rule["species"] not in ("vote", "amplitude+vote"):

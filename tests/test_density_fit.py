@@ -7,12 +7,14 @@ import pytest
 
 from crystal_explorer.density_fit import (
     FitConfig,
+    MergedSplit,
     SpeciesRule,
     fewest_elements,
     fit_amplitudes,
     fit_atoms,
     gaussian_density,
     species_from_amplitudes,
+    split_merged_atoms,
 )
 from crystal_explorer.grid import GridSpec
 from crystal_explorer.segment import Atoms
@@ -48,6 +50,40 @@ def test_least_squares_amplitudes_separate_overlapping_tails():
     # the peak height alone overstates the lighter atom: its heavy neighbour's tail adds to it
     peak = rho[tuple(np.floor(pos[0] / GRID.voxel_size_angstrom).astype(int))]
     assert peak > z[0] + 1
+
+
+def _carbon_votes(k: int) -> np.ndarray:
+    votes = np.zeros((k, 95), np.int64)
+    votes[:, 6] = 30
+    return votes
+
+
+def test_a_carbon_blob_weighing_like_two_carbons_is_cut_into_the_two():
+    pair = np.array([[4.3, 5.0, 5.0], [5.75, 5.0, 5.0]])  # a C–C bond, 1.45 Å: one blob for the U-Net
+    lone = np.array([[5.0, 8.0, 5.0]])
+    rho = density_grid(np.vstack([pair, lone]), np.array([6, 6, 6]), GRID)
+    blob = Atoms(np.vstack([pair.mean(0), lone[0]]), np.array([6, 6]), np.array([40, 40]), _carbon_votes(2))
+    amplitudes = fit_amplitudes(rho, blob.positions, GRID)
+    assert amplitudes[0] > 1.3 * 6 and abs(amplitudes[1] - 6) < 0.5
+    atoms, amps = split_merged_atoms(rho, blob, amplitudes, GRID, MergedSplit(ratio=1.3, min_voxels=25))
+    assert len(atoms) == 3 and atoms.atomic_numbers.tolist() == [6, 6, 6]
+    np.testing.assert_allclose(np.sort(atoms.positions[:2], axis=0), np.sort(pair, axis=0), atol=0.1)
+    np.testing.assert_allclose(atoms.positions[2], lone[0])
+    np.testing.assert_allclose(amps[:2], [6, 6], atol=0.3)
+
+
+def test_a_merged_split_leaves_small_blobs_and_heavy_atoms_whole():
+    pair = np.array([[4.3, 5.0, 5.0], [5.75, 5.0, 5.0]])
+    rho = density_grid(pair, np.array([6, 6]), GRID)
+    blob = Atoms(pair.mean(0)[None], np.array([6]), np.array([20]), _carbon_votes(1))
+    amplitudes = fit_amplitudes(rho, blob.positions, GRID)
+    assert len(split_merged_atoms(rho, blob, amplitudes, GRID, MergedSplit(min_voxels=25))[0]) == 1  # too few voxels
+    iron_votes = np.zeros((1, 95), np.int64)
+    iron_votes[0, 26] = 40
+    heavy = Atoms(pair.mean(0)[None], np.array([26]), np.array([40]), iron_votes)
+    assert len(split_merged_atoms(rho, heavy, np.array([40.0]), GRID, MergedSplit(min_voxels=25))[0]) == 1
+    with pytest.raises(ValueError, match="ratio > 1"):
+        MergedSplit(ratio=1.0)
 
 
 def test_an_atom_with_no_density_behind_it_is_dropped():

@@ -122,8 +122,8 @@ def test_single_decodings_use_their_own_segmentation_and_a_consensus_the_top_lev
         assert (model.reconstruct(crystal, seed=0, orientations=3).decoded.species > 0).all()  # first orientation's grid
         # the override replaces only what it names
         model.metadata = {**meta, "segmentation": {"species": "vote", "single_decoding": {"split_angstrom": None}}}
-        assert model.segmentation_for(False) == {"split_angstrom": None, "species": "vote", "species_rule": {}}
-        assert model.segmentation == {"split_angstrom": 1.0, "species": "vote", "species_rule": {}}
+        assert model.segmentation_for(False) == {"split_angstrom": None, "species": "vote", "species_rule": {}, "merged_split": None}
+        assert model.segmentation == {"split_angstrom": 1.0, "species": "vote", "species_rule": {}, "merged_split": None}
     finally:
         model.metadata = meta
 
@@ -135,7 +135,7 @@ def test_segmentation_rules_come_from_the_checkpoint_and_unknown_ones_are_refuse
     try:
         model.metadata = {**meta, "segmentation": {"split_angstrom": None, "species": "vote"}}
         paper = model.atoms_of(rec.decoded.species, rec.decoded.density)
-        assert model.segmentation == {"split_angstrom": None, "species": "vote", "species_rule": {}}
+        assert model.segmentation == {"split_angstrom": None, "species": "vote", "species_rule": {}, "merged_split": None}
         votes = paper.votes[np.arange(len(paper)), paper.atomic_numbers]
         assert (votes == paper.votes.max(1)).all()  # the paper's rule is the majority vote
         model.metadata = {**meta, "segmentation": {"species": "astrology"}}
@@ -144,6 +144,9 @@ def test_segmentation_rules_come_from_the_checkpoint_and_unknown_ones_are_refuse
         model.metadata = {**meta, "segmentation": {"species_rule": {"sigma": 3}}}
         with pytest.raises(CrystalExplorerError, match="species rule is not readable"):
             model.atoms_of(rec.decoded.species, rec.decoded.density)
+        model.metadata = {**meta, "segmentation": {"merged_split": {"ratio": 0.5}}}
+        with pytest.raises(CrystalExplorerError, match="merged split is not readable"):
+            model.atoms_of(rec.decoded.species, rec.decoded.density)
         model.metadata = {**meta, "segmentation": {"species_rule": {"light_max_z": 10**6}}}
         earlier = model.atoms_of(rec.decoded.species, rec.decoded.density)
         assert len(earlier) == len(rec.decoded.atoms)  # the rule changes species, never positions
@@ -151,8 +154,31 @@ def test_segmentation_rules_come_from_the_checkpoint_and_unknown_ones_are_refuse
     finally:
         model.metadata = meta
     # single-cell defaults, with the species rule the checkpoint's calibration chose (train.calibrate), if any
-    chosen = meta.get("segmentation", {}).get("species_rule", {})
-    assert model.segmentation == {"split_angstrom": 1.0, "species": "amplitude+vote", "species_rule": chosen}
+    stored = meta.get("segmentation", {})
+    assert model.segmentation == {"split_angstrom": 1.0, "species": "amplitude+vote",
+                                  "species_rule": stored.get("species_rule", {}), "merged_split": stored.get("merged_split")}
+
+
+def test_a_merged_split_in_the_checkpoint_cuts_heavy_light_atoms_and_can_be_dropped(model):
+    from pymatgen.core import Lattice, Structure
+
+    diamond = Structure(Lattice.cubic(3.567), ["C"] * 8, [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
+                        [.25, .25, .25], [.25, .75, .75], [.75, .25, .75], [.75, .75, .25]])
+    rec = model.reconstruct(crystal_arrays(diamond, "diamond"), seed=0, orientations=1)
+    meta = model.metadata
+    try:
+        model.metadata = {**meta, "segmentation": {**meta.get("segmentation", {}), "single_decoding": {},
+                                                   "merged_split": None}}
+        whole = model.atoms_of(rec.decoded.species, rec.decoded.density)
+        # every carbon whose amplitude tops 1.01 × 6 is a candidate: the aggressive split must cut some
+        model.metadata["segmentation"]["merged_split"] = {"ratio": 1.01, "min_voxels": 1}
+        cut = model.atoms_of(rec.decoded.species, rec.decoded.density)
+        assert len(cut) > len(whole)
+        model.drop_merged_split()
+        again = model.atoms_of(rec.decoded.species, rec.decoded.density)
+        np.testing.assert_allclose(again.positions, whole.positions)
+    finally:
+        model.metadata = meta
 
 
 def test_periodic_structure_uses_the_given_cell_or_the_cell_head(model, perovskite):

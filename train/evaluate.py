@@ -57,6 +57,8 @@ def evaluate(args: argparse.Namespace) -> dict:
             refinement = dataclasses.replace(refinement, steps=args.refine_steps)
         if args.refine_precision is not None:
             refinement = dataclasses.replace(refinement, precision=args.refine_precision)
+        if getattr(args, "no_merged_split", False):  # the segmentation as it was before the merged split
+            model.drop_merged_split()
         consensus = model.consensus
         if args.orientations is not None:
             consensus = consensus.with_orientations(args.orientations, args.min_support)
@@ -280,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orientations", type=int, help="decode each single cell in N orientations and keep the atoms "
                         "most agree on (crystal_explorer.consensus; default: the checkpoint's, 1 = one orientation)")
     parser.add_argument("--min-support", type=int, help="with --orientations: decodings that must agree (default: a majority)")
+    parser.add_argument("--no-merged-split", action="store_true", help="segment without the checkpoint's merged split "
+                        "(crystal_explorer.density_fit.MergedSplit), to measure what it does")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from train import USER_ERRORS, user_error
