@@ -206,6 +206,12 @@ def _log_posterior(amplitudes: np.ndarray, prior: np.ndarray, floor: float, sigm
     return log_p
 
 
+def vote_majority(votes: np.ndarray) -> np.ndarray:
+    """(K, C) voxel votes per atom and Z → (K,) the Z with most votes, class 0 (background) ignored; 0 without votes."""
+    votes = np.asarray(votes)
+    return np.where(votes[:, 1:].sum(1) > 0, votes[:, 1:].argmax(1) + 1, 0)
+
+
 def species_from_amplitudes(
     amplitudes: np.ndarray, votes: np.ndarray | None = None, max_z: int = 94, rule: SpeciesRule = SpeciesRule()
 ) -> np.ndarray:
@@ -226,7 +232,7 @@ def species_from_amplitudes(
     if votes is not None and len(amplitudes):
         v = np.asarray(votes, float)[:, : max_z + 1]
         share[:, : v.shape[1]] = v / np.maximum(v[:, 1:].sum(1, keepdims=True), 1)
-        majority = np.where(share[:, 1:].sum(1) > 0, share[:, 1:].argmax(1) + 1, 0)
+        majority = vote_majority(v)
     light = _log_posterior(amplitudes, share, rule.floor, rule.sigma_z)
     heavy = _log_posterior(amplitudes, share, rule.heavy_floor, rule.heavy_sigma_z)
     # no votes at all: the amplitude alone decides (the floors only shift every Z alike)
@@ -296,8 +302,8 @@ def split_merged_atoms(
     if not len(atoms) or atoms.votes is None:
         return atoms, amplitudes
     votes = np.asarray(atoms.votes)
-    majority = np.where(votes[:, 1:].sum(1) > 0, votes[:, 1:].argmax(1) + 1, 0)
-    heavy_for_vote = (majority > 0) & (majority <= split.light_max_z) & (amplitudes > split.ratio * np.maximum(majority, 1))
+    majority = vote_majority(votes)
+    heavy_for_vote = (majority > 0) & (majority <= split.light_max_z) & (amplitudes > split.ratio * majority)
     candidates = set(np.flatnonzero(heavy_for_vote & (np.asarray(atoms.n_voxels) >= split.min_voxels)).tolist())
     if not len(candidates):
         return atoms, amplitudes
